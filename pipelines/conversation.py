@@ -1,0 +1,166 @@
+"""Stage 1: a decoded call becomes a :class:`Conversation` — who said what, when, in which role.
+
+Stereo calls with one party per channel are transcribed channel by channel (each channel is its
+own speaker; overlaps survive untouched).  Mono calls are transcribed once and diarized by pyannote;
+each word goes to the speaker active around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.activity import voice_activity
+from pipelines.audio import SAMPLE_RATE, CallAudio
+from pipelines.engines import SpeechEngines, package_versions
+from pipelines.errors import CallError
+from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
+from pipelines.roles import OPENING_WINDOW_S, RoleDecision, roles_from_channel_map, roles_from_content
+from pipelines.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances, words_of
+from pipelines.text import join_words, normalise_word
+
+log = logging.getLogger(__name__)
+
+CHANNEL_NAMES = {0: "left", 1: "right"}
+SILENT_DBFS = -60.0
+
+
+def call_id_for(path: Path) -> str:
+    return path.stem
+
+
+def build_conversation(
+    audio: CallAudio,
+    engines: SpeechEngines,
+    call_id: str | None = None,
+    language: str | None = None,
+    agent_channel: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Conversation:
+    """Transcribe, attribute and label one call.  Raises :class:`CallError` for unusable audio."""
+    settings = engines.settings
+    call_id = call_id or call_id_for(audio.source)
+    language = language or settings.language
+    agent_channel = agent_channel or settings.agent_channel
+    mix = audio.mono()
+    if _rms_dbfs(mix) < SILENT_DBFS:
+        raise CallError(call_id, "transcribe", f"recording is silent (level {_rms_dbfs(mix):.0f} dBFS)")
+
+    language_probability = None
+    if not language:
+        language, language_probability = engines.transcriber.detect_language(mix)
+
+    layout = analyse_channels(audio.samples)
+    log.info("call %s: %s, %s", call_id, layout.reason, language)
+    channel_of: dict[str, int] = {}
+    if layout.mode == "channels":
+        words: list[AttributedWord] = []
+        turns: list[SpeakerTurn] = []
+        for channel in layout.live_channels:
+            speaker = f"ch{channel}"
+            channel_of[speaker] = channel
+            signal = audio.samples[channel]
+            words += words_of(engines.transcriber.transcribe(signal, language), speaker)
+            turns += [SpeakerTurn(speaker=speaker, start=a, end=b) for a, b in voice_activity(signal, SAMPLE_RATE)]
+        diarization_name = None
+    else:
+        signal = audio.samples[layout.live_channels[0]] if len(layout.live_channels) == 1 else mix
+        segments = engines.transcriber.transcribe(signal, language)
+        spans = engines.diarizer.diarize(signal)
+        words = assign_speakers(segments, [(s.speaker, s.start, s.end) for s in spans])
+        turns = [SpeakerTurn(speaker=s.speaker, start=s.start, end=s.end) for s in spans]
+        diarization_name = engines.diarizer.name
+
+    utterances_words = group_utterances(words)
+    decisions = _decide_roles(utterances_words, turns, channel_of, agent_channel, audio.channels)
+    utterances = [_utterance(run, decisions, language) for run in utterances_words]
+    utterances = [u for u in utterances if u.text]
+    speakers = _speakers(decisions, channel_of, turns, utterances)
+
+    return Conversation(
+        call_id=call_id,
+        source=str(audio.source),
+        duration_s=round(audio.duration_s, 3),
+        language=language,
+        language_probability=language_probability,
+        channels=audio.channels,
+        speaker_mode=layout.mode,
+        speakers=speakers,
+        utterances=utterances,
+        turns=sorted(turns, key=lambda t: (t.start, t.speaker)),
+        models=ModelsInfo(
+            asr=f"whisper:{engines.transcriber.name}",
+            diarization=diarization_name,
+            device=engines.device.describe(),
+            versions=package_versions(),
+        ),
+        metadata={k: str(v) for k, v in (metadata or {}).items() if v not in (None, "")},
+    )
+
+
+def _decide_roles(
+    runs: list[list[AttributedWord]],
+    turns: list[SpeakerTurn],
+    channel_of: dict[str, int],
+    agent_channel: str | None,
+    n_channels: int,
+) -> dict[str, RoleDecision]:
+    if channel_of and agent_channel:
+        index = {"left": 0, "right": 1}[agent_channel]
+        if index >= n_channels:
+            raise CallError("?", "roles", f"agent channel '{agent_channel}' does not exist in this recording")
+        return roles_from_channel_map(channel_of, index)
+    first_start: dict[str, float] = {}
+    opening: dict[str, str] = {}
+    for run in runs:
+        speaker = run[0].speaker
+        first_start.setdefault(speaker, run[0].start)
+        if run[0].start <= first_start[speaker] + OPENING_WINDOW_S:
+            opening[speaker] = opening.get(speaker, "") + "".join(w.text for w in run)
+    for turn in turns:  # a speaker heard but never transcribed still gets a role
+        first_start.setdefault(turn.speaker, turn.start)
+    return roles_from_content(opening, first_start)
+
+
+def _utterance(run: list[AttributedWord], decisions: dict[str, RoleDecision], language: str) -> Utterance:
+    words = [
+        Word(start=round(w.start, 3), end=round(w.end, 3), text=normalise_word(w.text, language), prob=round(w.prob, 4))
+        for w in run
+    ]
+    speaker = run[0].speaker
+    decision = decisions.get(speaker)
+    return Utterance(
+        speaker=speaker,
+        role=decision.role if decision else "unknown",
+        start=words[0].start,
+        end=words[-1].end,
+        text=join_words([w.text for w in words], language),
+        words=words,
+    )
+
+
+def _speakers(
+    decisions: dict[str, RoleDecision],
+    channel_of: dict[str, int],
+    turns: list[SpeakerTurn],
+    utterances: list[Utterance],
+) -> list[Speaker]:
+    ids = sorted(set(decisions) | {u.speaker for u in utterances})
+    out = []
+    for sid in ids:
+        decision = decisions.get(sid, RoleDecision("unknown", "no speech attributed"))
+        talk = sum(t.end - t.start for t in turns if t.speaker == sid)
+        out.append(
+            Speaker(
+                id=sid, role=decision.role, role_reason=decision.reason,
+                channel=channel_of.get(sid), talk_time_s=round(talk, 2),
+            )
+        )
+    return out
+
+
+def _rms_dbfs(signal: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) if signal.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else -np.inf

@@ -1,0 +1,109 @@
+"""Who spoke: one speaker per channel for true stereo calls, pyannote for mono ones.
+
+A call-center recorder that writes the agent and the customer on separate channels has already
+diarized the call; running a diarization model over it would only add errors.  Recorders that
+write the same mix to both channels (or leave one dead) are treated as mono.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.transcription import RecognisedSegment
+
+SAME_CHANNEL_CORRELATION = 0.9
+DEAD_CHANNEL_DB = 40.0
+"""A channel this many dB quieter than the other carries no party of its own."""
+MAX_WORD_GAP_S = 1.0
+"""A pause longer than this between two words of one speaker starts a new utterance."""
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    mode: str  # "channels" or "diarization"
+    reason: str
+    live_channels: tuple[int, ...]
+
+
+def analyse_channels(samples: np.ndarray) -> ChannelLayout:
+    """Decide whether the channels hold distinct parties (shape: channels × samples)."""
+    n_channels = samples.shape[0]
+    if n_channels == 1:
+        return ChannelLayout("diarization", "mono recording", (0,))
+    rms_db = [20 * np.log10(max(float(np.sqrt(np.mean(ch.astype(np.float64) ** 2))), 1e-10)) for ch in samples]
+    loudest = max(rms_db)
+    live = tuple(i for i, level in enumerate(rms_db) if loudest - level < DEAD_CHANNEL_DB)
+    if len(live) < 2:
+        return ChannelLayout("diarization", f"only channel {live[0]} carries sound", live)
+    a, b = samples[live[0]].astype(np.float64), samples[live[1]].astype(np.float64)
+    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    correlation = float(np.sum(a * b) / denom) if denom > 0 else 1.0
+    if correlation > SAME_CHANNEL_CORRELATION:
+        return ChannelLayout("diarization", f"channels are near-identical (correlation {correlation:.2f})", live)
+    return ChannelLayout("channels", f"distinct channels (correlation {correlation:.2f})", live)
+
+
+@dataclass(frozen=True)
+class AttributedWord:
+    speaker: str
+    start: float
+    end: float
+    text: str  # raw, as recognised (leading space kept for spaced languages)
+    prob: float
+
+
+def words_of(segments: list[RecognisedSegment], speaker: str) -> list[AttributedWord]:
+    return [
+        AttributedWord(speaker, w.start, w.end, w.text, w.prob)
+        for seg in segments
+        for w in seg.words
+        if w.text.strip()
+    ]
+
+
+def assign_speakers(
+    segments: list[RecognisedSegment], spans: list[tuple[str, float, float]]
+) -> list[AttributedWord]:
+    """Give each word the speaker most active around it (largest overlap, else the nearest turn)."""
+    out: list[AttributedWord] = []
+    for word in words_of(segments, "?"):
+        best, best_overlap, best_distance = None, 0.0, float("inf")
+        for speaker, start, end in spans:
+            overlap = min(end, word.end) - max(start, word.start)
+            if overlap > best_overlap:
+                best, best_overlap = speaker, overlap
+            elif best_overlap <= 0:
+                distance = max(start - word.end, word.start - end, 0.0)
+                if distance < best_distance:
+                    best, best_distance = speaker, distance
+        out.append(AttributedWord(best or "SPEAKER_00", word.start, word.end, word.text, word.prob))
+    return out
+
+
+def group_utterances(words: list[AttributedWord], max_gap_s: float = MAX_WORD_GAP_S) -> list[list[AttributedWord]]:
+    """Runs of one speaker's words, in time order per speaker; speakers' runs may overlap."""
+    by_speaker: dict[str, list[AttributedWord]] = {}
+    for word in sorted(words, key=lambda w: w.start):
+        by_speaker.setdefault(word.speaker, []).append(word)
+    # Within one speaker a run ends at a long pause or where another speaker spoke in between.
+    ordered = sorted(words, key=lambda w: (w.start, w.speaker))
+    position = {id(w): i for i, w in enumerate(ordered)}
+    runs: list[list[AttributedWord]] = []
+    for speaker_words in by_speaker.values():
+        run: list[AttributedWord] = []
+        for word in speaker_words:
+            if run:
+                gap = word.start - run[-1].end
+                interrupted = any(
+                    other.speaker != word.speaker and other.start >= run[-1].end and other.end <= word.start
+                    for other in ordered[position[id(run[-1])] + 1 : position[id(word)]]
+                )
+                if gap > max_gap_s or interrupted:
+                    runs.append(run)
+                    run = []
+            run.append(word)
+        if run:
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r[0].start, r[0].speaker))

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything callqa needs into ./.venv and lay out the local model store.
+# Idempotent: a second run only checks.  Needs Python 3.11 and, once, root (or sudo) for FFmpeg's
+# shared libraries, which torchcodec (pyannote.audio's audio reader) loads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$candidate; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "callqa needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libavutil\.so'; then
+  say "installing FFmpeg shared libraries (Debian package ffmpeg)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+  else
+    echo "FFmpeg libraries are missing: ask an administrator to 'apt-get install ffmpeg'"; exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+if ! .venv/bin/python -c 'import torch, torchaudio; assert torch.__version__.startswith("2.9.1")' 2>/dev/null; then
+  say "installing the torch stack (torch 2.9.1 + torchaudio 2.9.1)"
+  "${PIP[@]}" install --upgrade pip
+  "${PIP[@]}" install -r constraints.txt
+fi
+say "installing callqa and its dependencies"
+"${PIP[@]}" install -c constraints.txt -e ".[dev]" 2>&1 | grep -v -E "^WARNING: Location|is ignored: it is neither" || true
+say "checking imports"
+.venv/bin/python -c 'import pipelines, models, qa_rules, faster_whisper, pyannote.audio, torchcodec, torchaudio'
+
+say "preparing the local model store"
+.venv/bin/callqa models prepare
