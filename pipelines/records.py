@@ -112,3 +112,84 @@ class Conversation(_Record):
     @classmethod
     def read(cls, path: Path) -> "Conversation":
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- measures
+MEASURES_SCHEMA_VERSION = 1
+
+
+class UtteranceMeasures(_Record):
+    """Acoustic and rate measures of one utterance (``index`` into ``Conversation.utterances``)."""
+
+    index: int
+    speaker: str
+    role: Role
+    start: float
+    end: float
+    voiced_s: float
+    """Seconds of the speaker's own voice activity inside the utterance span."""
+    loudness_dbfs: float | None = None
+    """RMS level of the voiced frames, dBFS (on the speaker's own channel in stereo calls)."""
+    loudness_lufs: float | None = None
+    """Integrated loudness (ITU-R BS.1770, pyloudnorm) where the utterance is long enough."""
+    peak_dbfs: float | None = None
+    clipping_ratio: float = 0.0
+    """Share of samples at or above -0.1 dBFS."""
+    pitch_median_hz: float | None = None
+    pitch_range_st: float | None = None
+    """Spread of the voiced pitch (10th→90th percentile) in semitones, from librosa.pyin."""
+    rate: float | None = None
+    """Speech rate over voiced time: Chinese characters per second, or English words per minute."""
+    rate_unit: Literal["chars_per_s", "words_per_min"] = "chars_per_s"
+    asr_confidence: float | None = None
+    """Mean word probability."""
+
+
+class Silence(_Record):
+    """A stretch where nobody is heard (the customer hears nothing from the agent)."""
+
+    start: float
+    end: float
+    duration: float
+
+
+class Overlap(_Record):
+    """Two speakers at once: ``second`` started while ``first`` was speaking."""
+
+    start: float
+    end: float
+    duration: float
+    first: str
+    second: str
+    first_role: Role
+    second_role: Role
+
+
+class Measures(_Record):
+    """Everything scoring needs from the audio, computed once per call and saved as
+    ``<call_id>.measures.json`` so that re-scoring touches neither audio nor model."""
+
+    schema_version: int = MEASURES_SCHEMA_VERSION
+    call_id: str
+    duration_s: float
+    utterances: list[UtteranceMeasures]
+    silences: list[Silence]
+    """Gaps of at least ``min_silence_s`` with no voice activity from anyone."""
+    overlaps: list[Overlap]
+    talk_time_s: dict[str, float]
+    """Voiced seconds per role (``agent``, ``customer``)."""
+    agent_talk_ratio: float | None
+    silence_share: float
+    min_silence_s: float = 1.0
+
+    def write(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.call_id}.measures.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> "Measures":
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
