@@ -45,6 +45,9 @@ class TranscriptionOptions:
     vad_filter: bool = True
     """Silero VAD before decoding: without it Whisper drops speech that follows a long hold."""
     vad_min_silence_ms: int = 500
+    vad_threshold: float = 0.35
+    """Below Silero's 0.5 default: keeps quiet agents and soft word endings (measured: fewer
+    dropped syllables on the Mandarin reference clips)."""
     condition_on_previous_text: bool = False
     """Off: one misheard turn must not contaminate the next speaker's text."""
     initial_prompt: str | None = None
@@ -98,7 +101,7 @@ class Transcriber:
             beam_size=opts.beam_size,
             word_timestamps=True,
             vad_filter=opts.vad_filter,
-            vad_parameters={"min_silence_duration_ms": opts.vad_min_silence_ms},
+            vad_parameters={"min_silence_duration_ms": opts.vad_min_silence_ms, "threshold": opts.vad_threshold},
             condition_on_previous_text=opts.condition_on_previous_text,
             initial_prompt=opts.initial_prompt,
         )

@@ -1,0 +1,123 @@
+"""What an operator sees of one call: utterances by role, searchable docs, phrase hits.
+
+Built once per call and shared by all rules, so each utterance is cleaned and converted to
+pinyin only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+from pipelines.records import Conversation, Measures, Utterance
+
+from .matching import Doc, find_regex, find_text
+from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex
+
+Verdict = Literal["pass", "fail", "na"]
+
+
+@dataclass
+class Evidence:
+    start: float
+    end: float
+    speaker: str | None = None
+    text: str | None = None
+    measured: float | str | None = None
+    expected: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What an operator returns: the verdict and the evidence a reviewer needs to check it."""
+
+    verdict: Verdict
+    evidence: list[Evidence] = field(default_factory=list)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A phrase element found in an utterance, placed in time by word timestamps."""
+
+    utterance: int
+    element: str
+    start: float
+    end: float
+    speaker: str
+    text: str
+    score: float
+
+
+class CallContext:
+    def __init__(self, conversation: Conversation, measures: Measures) -> None:
+        self.conversation = conversation
+        self.measures = measures
+        self._docs: dict[int, Doc] = {}
+
+    @cached_property
+    def has_roles(self) -> bool:
+        return any(u.role in ("agent", "customer") for u in self.conversation.utterances)
+
+    def indices(self, scope: Scope) -> list[int]:
+        """Utterance indices of the scope, in time order."""
+        utts = self.conversation.utterances
+        idx = [i for i, u in enumerate(utts) if scope == "any" or u.role == scope]
+        return sorted(idx, key=lambda i: utts[i].start)
+
+    def utterance(self, i: int) -> Utterance:
+        return self.conversation.utterances[i]
+
+    def doc(self, i: int) -> Doc:
+        if i not in self._docs:
+            u = self.conversation.utterances[i]
+            self._docs[i] = Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
+        return self._docs[i]
+
+    def windowed(self, scope: Scope, window: Window | None) -> tuple[list[int], tuple[float, float]]:
+        """Utterances of the scope inside the window, and the time range the window covers
+        (hits outside the range are dropped: a greeting must be in the first N seconds)."""
+        idx = self.indices(scope)
+        lo, hi = float("-inf"), float("inf")
+        if window is None or not idx:
+            return idx, (lo, hi)
+        if window.skip_first_turns:
+            idx = idx[window.skip_first_turns :]
+        if window.skip_last_turns:
+            idx = idx[: max(len(idx) - window.skip_last_turns, 0)]
+        if window.first_turns:
+            idx = idx[: window.first_turns]
+        if window.last_turns:
+            idx = idx[-window.last_turns :]
+        if idx and window.first_s is not None:
+            lo_t = min(self.utterance(i).start for i in idx)
+            hi = lo_t + window.first_s
+            idx = [i for i in idx if self.utterance(i).start < hi]
+        if idx and window.last_s is not None:
+            hi_t = max(self.utterance(i).end for i in idx)
+            lo = hi_t - window.last_s
+            idx = [i for i in idx if self.utterance(i).end > lo]
+        return idx, (lo, hi)
+
+    def find(self, element: Phrase, indices: list[int], search: PhraseSearch, span: tuple[float, float] = (float("-inf"), float("inf"))) -> list[Hit]:
+        """All hits of one phrase element (any of its alternatives) in the given utterances."""
+        hits: list[Hit] = []
+        alternatives = element.any if element.any is not None else [element]
+        for i in indices:
+            doc = self.doc(i)
+            u = self.utterance(i)
+            for alt in alternatives:
+                if alt.any is not None:
+                    hits.extend(h for h in self.find(alt, [i], search, span))
+                    continue
+                if alt.regex is not None:
+                    matches = find_regex(doc, compile_regex(alt.regex))
+                else:
+                    matches = find_text(doc, alt.text or "", search.similarity, search.pinyin)
+                for m in matches:
+                    start, end = doc.time_of(m.char_start, m.char_end)
+                    if start < span[0] - 0.5 or start > span[1]:
+                        continue
+                    hits.append(Hit(i, element.label, start, end, u.speaker, m.text, m.score))
+        return sorted(set(hits), key=lambda h: (h.start, h.utterance))

@@ -1,0 +1,192 @@
+"""Phrase matching that survives ASR errors.
+
+Whisper hears 久等 as 就等, 工号 as 公号, 欢迎致电 as 欢迎制电: the *sound* is right and the
+characters are wrong.  So Chinese text is compared as pinyin syllables (toneless, with jieba-free
+context from pypinyin's phrase dictionary), English as lower-case words, and longer phrases are
+accepted when the rapidfuzz ratio of the sound strings reaches a configurable similarity.
+
+Every searchable text is a `Doc`: the cleaned characters of an utterance, each with the time of
+the word it came from, so a hit can be placed by word timestamps rather than by the (sometimes
+stretched) segment span.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+from pypinyin import Style, lazy_pinyin
+from rapidfuzz import fuzz
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:'[a-z]+)?")
+_DIGITS = "零一二三四五六七八九"
+
+
+def clean(text: str) -> str:
+    """NFKC (full-width → ASCII punctuation), lower case, one space between runs."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"\s+", " ", text)
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+@lru_cache(maxsize=4096)
+def _pinyin_run(run: str) -> tuple[str, ...]:
+    """Toneless pinyin of a run of Chinese characters, one syllable per character."""
+    syllables = lazy_pinyin(run, style=Style.NORMAL, errors=lambda chars: list(chars))
+    if len(syllables) != len(run):  # defensive: pypinyin keeps one item per Han character
+        return tuple(lazy_pinyin(ch, style=Style.NORMAL)[0] for ch in run)
+    return tuple(syllables)
+
+
+def units_of(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Sound units of a cleaned text and the character span of each.
+
+    A Chinese character is one unit (its pinyin); a run of Latin letters/digits is one unit.
+    Digits next to Chinese are read the Chinese way, digit by digit, so 工号1024 and 工号一零二四
+    sound alike.
+    """
+    raw: list[tuple[str, int, int]] = [(m.group(0), m.start(), m.end()) for m in _UNIT.finditer(text)]
+    units: list[str] = []
+    spans: list[tuple[int, int]] = []
+    zh_context = has_cjk(text)
+    i = 0
+    while i < len(raw):
+        tok, s, e = raw[i]
+        if _CJK.fullmatch(tok):
+            j = i
+            while j < len(raw) and _CJK.fullmatch(raw[j][0]) and (j == i or raw[j][1] == raw[j - 1][2]):
+                j += 1
+            run = "".join(t for t, _, _ in raw[i:j])
+            units.extend(_pinyin_run(run))
+            spans.extend((ss, ee) for _, ss, ee in raw[i:j])
+            i = j
+            continue
+        if zh_context and tok.isdigit():
+            for k, ch in enumerate(tok):
+                units.append(_pinyin_run(_DIGITS[int(ch)])[0])
+                spans.append((s + k, s + k + 1))
+        else:
+            units.append(tok)
+            spans.append((s, e))
+        i += 1
+    return units, spans
+
+
+@dataclass
+class Doc:
+    """One utterance made searchable: cleaned characters, their times, and their sound units."""
+
+    chars: str
+    times: list[tuple[float, float]]
+    units: list[str] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.units, self.spans = units_of(self.chars)
+
+    @classmethod
+    def build(cls, text: str, start: float, end: float, words: Sequence[tuple[float, float, str]] = ()) -> "Doc":
+        """From word timings when there are words, else spread the utterance span evenly."""
+        if words:
+            chars: list[str] = []
+            times: list[tuple[float, float]] = []
+            for w_start, w_end, w_text in words:
+                piece = clean(w_text)
+                if chars and piece and not piece.startswith(" ") and not has_cjk(piece[:1]) and not has_cjk(chars[-1]):
+                    piece = " " + piece  # keep English words apart when the ASR gave no space
+                chars.extend(piece)
+                times.extend([(w_start, w_end)] * len(piece))
+            return cls("".join(chars), times)
+        text = clean(text)
+        n = max(len(text), 1)
+        step = (end - start) / n
+        return cls(text, [(start + i * step, start + (i + 1) * step) for i in range(len(text))])
+
+    def time_of(self, char_start: int, char_end: int) -> tuple[float, float]:
+        if not self.times:
+            return (0.0, 0.0)
+        char_end = max(char_end, char_start + 1)
+        return self.times[min(char_start, len(self.times) - 1)][0], self.times[min(char_end, len(self.times)) - 1][1]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A phrase found in a `Doc`: character span, matched text and similarity (1.0 = exact)."""
+
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+
+
+def _joiner(units: Sequence[str], cjk: bool) -> str:
+    return "".join(units) if cjk else " ".join(units)
+
+
+def find_text(doc: Doc, phrase: str, similarity: float = 0.85, pinyin: bool = True, min_fuzzy_units: int | None = None) -> list[Match]:
+    """Occurrences of a literal phrase, exact or by sound.
+
+    Short phrases (under ``min_fuzzy_units``: 3 Chinese syllables, 2 English words) must sound
+    exactly the same, because a fuzzy ratio on two syllables accepts 你 for 您.  With
+    ``pinyin=False`` only the exact characters count (for profanity lists, where a near-homophone
+    is more likely an innocent word than a slur).
+    """
+    phrase_clean = clean(phrase).strip()
+    cjk = has_cjk(phrase_clean)
+    if not pinyin:
+        out = []
+        if cjk:
+            target = re.sub(r"[^\w]", "", phrase_clean)
+            flat = [(i, c) for i, c in enumerate(doc.chars) if c.isalnum()]
+            flat_text = "".join(c for _, c in flat)
+            for m in re.finditer(re.escape(target), flat_text):
+                s, e = flat[m.start()][0], flat[m.end() - 1][0] + 1
+                out.append(Match(s, e, doc.chars[s:e], 1.0))
+            return out
+        # English without sound matching: whole words, exact.
+        similarity = 1.0
+    p_units, _ = units_of(phrase_clean)
+    if not p_units or not doc.units:
+        return []
+    n = len(p_units)
+    if min_fuzzy_units is None:
+        min_fuzzy_units = 3 if cjk else 2
+    exact_only = n < min_fuzzy_units or similarity >= 1.0
+    target = _joiner(p_units, cjk)
+    found: list[Match] = []
+    sizes = [n] if exact_only else [n, n - 1, n + 1]
+    for i in range(len(doc.units)):
+        best: tuple[float, int] | None = None
+        for size in sizes:
+            if size < 1 or i + size > len(doc.units):
+                continue
+            cand = _joiner(doc.units[i : i + size], cjk)
+            score = 1.0 if cand == target else (0.0 if exact_only else fuzz.ratio(cand, target) / 100.0)
+            if score >= (1.0 if exact_only else similarity) and (best is None or score > best[0]):
+                best = (score, size)
+        if best is not None:
+            s = doc.spans[i][0]
+            e = doc.spans[i + best[1] - 1][1]
+            found.append(Match(s, e, doc.chars[s:e], best[0]))
+    return _non_overlapping(found)
+
+
+def find_regex(doc: Doc, pattern: re.Pattern[str]) -> list[Match]:
+    """Regex over the cleaned characters (punctuation kept, so ``^什么[?!]`` can work)."""
+    return [Match(m.start(), m.end(), m.group(0), 1.0) for m in pattern.finditer(doc.chars) if m.end() > m.start()]
+
+
+def _non_overlapping(matches: list[Match]) -> list[Match]:
+    """Best-scoring matches first, dropping any that overlap one already kept."""
+    kept: list[Match] = []
+    for m in sorted(matches, key=lambda m: (-m.score, m.char_start)):
+        if all(m.char_end <= k.char_start or m.char_start >= k.char_end for k in kept):
+            kept.append(m)
+    return sorted(kept, key=lambda m: m.char_start)
