@@ -1,0 +1,120 @@
+"""Scoring: run every rule of a rulebook on one call and total the points.
+
+Pure function of (conversation, measures, rulebook): no audio, no models, so re-scoring a
+stored call with an edited rulebook is instant."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from pipelines.records import Conversation, Measures
+
+from .context import CallContext, Outcome
+from .matching import clean
+from .operators import OPERATORS
+from .rulebook import CATEGORIES, Condition, Rule, Rulebook
+from .scorecard import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard
+
+
+def _applies(ctx: CallContext, cond: Condition | None) -> str | None:
+    """None when the rule applies, else the reason it does not."""
+    if cond is None:
+        return None
+    duration = ctx.conversation.duration_s
+    if cond.min_duration_s is not None and duration < cond.min_duration_s:
+        return f"call shorter than {cond.min_duration_s:g} s"
+    if cond.max_duration_s is not None and duration > cond.max_duration_s:
+        return f"call longer than {cond.max_duration_s:g} s"
+    if cond.speaker_mode is not None and ctx.conversation.speaker_mode != cond.speaker_mode:
+        return f"speaker mode is not {cond.speaker_mode}"
+    for role in cond.has_roles or []:
+        if not ctx.indices(role):
+            return f"no {role} speech"
+    if cond.said:
+        from .spec import PhraseSearch
+
+        search = PhraseSearch(phrases=cond.said)
+        idx = ctx.indices(cond.said_by)
+        if not any(ctx.find(e, idx, search) for e in cond.said):
+            return "condition phrases not said"
+    return None
+
+
+def run_rule(ctx: CallContext, rule: Rule) -> Outcome:
+    """One rule → outcome; N/A when its condition fails or when there is no agent to judge."""
+    reason = _applies(ctx, rule.applies_when)
+    if reason is not None:
+        return Outcome("na", note=reason)
+    if rule.speaker != "any" and not ctx.indices(rule.speaker) and not ctx.has_roles:
+        return Outcome("na", note="speaker roles unknown")
+    op = OPERATORS[rule.operator]
+    return op.fn(ctx, rule.speaker, rule.parsed_params)
+
+
+def _asr_confidence(conversation: Conversation) -> float | None:
+    probs = [w.prob for u in conversation.utterances for w in u.words]
+    return sum(probs) / len(probs) if probs else None
+
+
+def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) -> Scorecard:
+    """Score one call: section weight × rule points for each passed rule over the applicable
+    maximum; a fatal failure fails the call whatever the percentage."""
+    ctx = CallContext(conversation, measures)
+    results: list[RuleResult] = []
+    total = maximum = 0.0
+    fatal: list[str] = []
+    flags: list[Flag] = []
+    by_category: dict[str, list[str]] = {}
+    for section, rule in rulebook.rules:
+        outcome = run_rule(ctx, rule)
+        stake = 0.0 if outcome.verdict == "na" else rule.points * section.weight
+        earned = stake if outcome.verdict == "pass" else 0.0
+        total += earned
+        maximum += stake
+        if outcome.verdict == "fail" and rule.fatal:
+            fatal.append(rule.id)
+            flags.append(Flag(reason=f"fatal rule failed: {rule.title.en}", rule_id=rule.id))
+        by_category.setdefault(rule.category, []).append(outcome.verdict)
+        results.append(
+            RuleResult(
+                id=rule.id,
+                title=rule.title.model_dump(),
+                category=rule.category,
+                verdict=outcome.verdict,
+                points=round(earned, 3),
+                max_points=round(stake, 3),
+                fatal=rule.fatal,
+                source=rule.source,
+                note=outcome.note,
+                evidence=[EvidenceItem(**asdict(e)) for e in outcome.evidence],
+            )
+        )
+    percent = 100.0 * total / maximum if maximum > 0 else 100.0
+    if percent < rulebook.pass_mark:
+        flags.append(Flag(reason=f"low score: {percent:.1f} % < pass mark {rulebook.pass_mark:g} %"))
+    confidence = _asr_confidence(conversation)
+    if confidence is not None and confidence < rulebook.low_confidence:
+        flags.append(Flag(reason=f"low ASR confidence: mean word probability {confidence:.2f} < {rulebook.low_confidence:g}"))
+    customer_text = clean("".join(u.text for u in conversation.utterances if u.role != "agent"))
+    heard = [w for w in rulebook.complaint_words if clean(w) in customer_text]
+    if heard:
+        flags.append(Flag(reason=f"customer complaint words: {', '.join(heard)}"))
+    categories = {
+        c: ("fail" if "fail" in v else "na" if all(x == "na" for x in v) else "pass")
+        for c in CATEGORIES
+        if (v := by_category.get(c))
+    }
+    return Scorecard(
+        call_id=conversation.call_id,
+        rulebook=RulebookRef(id=rulebook.id, version=rulebook.version),
+        score=round(total, 3),
+        max_score=round(maximum, 3),
+        percent=round(percent, 2),
+        passed=percent >= rulebook.pass_mark and not fatal,
+        pass_mark=rulebook.pass_mark,
+        fatal_failures=fatal,
+        flags=flags,
+        rules=results,
+        categories=categories,
+        asr_confidence=round(confidence, 3) if confidence is not None else None,
+    )

@@ -1,0 +1,248 @@
+"""Rulebook schema and loader.
+
+A rulebook is YAML a QA supervisor edits, so every mistake must come back as one readable line:
+``zh_default.yaml, line 42: rule 'greeting.standard': unknown operator 'phrse' (known: ...)``.
+The YAML is loaded with a SafeLoader that remembers the line of every mapping and key; pydantic
+error locations are walked back through that tree to the nearest line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .operators import OPERATORS
+from .spec import Phrase, Scope
+
+CATEGORIES: tuple[str, ...] = (
+    "greeting",
+    "closing",
+    "hold",
+    "transfer",
+    "courtesy",
+    "forbidden_language",
+    "volume",
+    "tone",
+    "speech_rate",
+    "interruption",
+    "silence",
+    "empathy",
+    "compliance",
+)
+Category = Literal[
+    "greeting", "closing", "hold", "transfer", "courtesy", "forbidden_language", "volume", "tone",
+    "speech_rate", "interruption", "silence", "empathy", "compliance",
+]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+class RulebookError(ValueError):
+    """A rulebook that cannot be used; the message names the file, the line and the problem."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = message
+        where = f"{self.path}, line {line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Title(_Model):
+    zh: str
+    en: str
+
+
+class Condition(_Model):
+    """When a rule applies; otherwise its verdict is ``na`` (all given fields must hold)."""
+
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    speaker_mode: Literal["channels", "diarization"] | None = None
+    has_roles: list[Literal["agent", "customer"]] | None = None
+    said: list[Phrase] | None = None
+    """Any of these phrases said by ``said_by`` (e.g. the customer says 谢谢)."""
+    said_by: Scope = "any"
+
+
+class Rule(_Model):
+    id: str = Field(min_length=1)
+    title: Title
+    category: Category
+    speaker: Scope = "agent"
+    operator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    points: float = Field(default=1.0, ge=0)
+    fatal: bool = False
+    applies_when: Condition | None = None
+    source: str = Field(min_length=1)
+    """The seed clause the rule comes from (``003 › … › 第十三条 1``) or a note on where it comes from."""
+
+    _parsed: BaseModel | None = PrivateAttr(default=None)
+
+    @property
+    def parsed_params(self) -> BaseModel:
+        if self._parsed is None:
+            self._parsed = OPERATORS[self.operator].params.model_validate(self.params)
+        return self._parsed
+
+
+class Section(_Model):
+    id: str
+    title: Title | None = None
+    weight: float = Field(default=1.0, ge=0)
+    rules: list[Rule] = Field(min_length=1)
+
+
+class Rulebook(_Model):
+    id: str
+    version: str
+    language: str
+    description: str | None = None
+    pass_mark: float = Field(default=80.0, ge=0, le=100)
+    """Percent of the applicable maximum a call needs to pass."""
+    low_confidence: float = Field(default=0.6, ge=0, le=1)
+    """Mean word probability below which the call is flagged (the transcript may be wrong)."""
+    complaint_words: list[str] = Field(default_factory=lambda: ["投诉", "complaint", "supervisor", "经理"])
+    sections: list[Section] = Field(min_length=1)
+
+    @property
+    def rules(self) -> list[tuple[Section, Rule]]:
+        return [(s, r) for s in self.sections for r in s.rules]
+
+
+# ----------------------------------------------------------------------------- YAML with lines
+class _Node(dict):
+    """A mapping that remembers where it and each of its keys stand in the file."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Node:
+    loader.flatten_mapping(node)
+    out = _Node()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise RulebookError("", key_node.start_mark.line + 1, f"duplicate key {key!r}")
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_at(data: Any, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest mapping or key the error location reaches."""
+    line = getattr(data, "line", None)
+    node = data
+    for part in loc:
+        if isinstance(node, _Node):
+            if part in node:
+                line = node.key_lines.get(part, line)
+                node = node[part]
+                line = getattr(node, "line", line)
+                continue
+            break
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            line = getattr(node, "line", line)
+            continue
+        # pydantic adds non-data parts to loc (union member names, 'function-after[...]'): skip them
+        continue
+    return line
+
+
+def _rule_label(data: Any, loc: tuple[Any, ...]) -> str:
+    try:
+        if loc[0] == "sections" and loc[2] == "rules":
+            rid = data["sections"][loc[1]]["rules"][loc[3]].get("id")
+            return f"rule {rid!r}: " if rid else f"sections[{loc[1]}].rules[{loc[3]}]: "
+    except (IndexError, KeyError, TypeError, AttributeError):
+        pass
+    return ""
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if isinstance(p, (str, int)) and not str(p).startswith(("function-", "literal[", "union[")))
+
+
+def _raise_validation(path: Path, data: Any, err: ValidationError, prefix: tuple[Any, ...] = ()) -> None:
+    first = err.errors()[0]
+    loc = prefix + tuple(first["loc"])
+    msg = first["msg"]
+    if first["type"] == "missing":
+        msg = f"missing field {loc[-1]!r}"
+        line = _line_at(data, loc[:-1])
+    elif first["type"] == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r}"
+        line = _line_at(data, loc)
+    else:
+        line = _line_at(data, loc)
+        if first["type"] in ("literal_error", "enum") and loc and loc[-1] == "category":
+            msg = f"unknown category {first.get('input')!r} (known: {', '.join(CATEGORIES)})"
+        else:
+            msg = f"{_field_path(loc) or 'rulebook'}: {msg.removeprefix('Value error, ')}"
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    raise RulebookError(path, line, _rule_label(data, loc) + msg + more) from None
+
+
+def load_rulebook(path: Path | str) -> Rulebook:
+    """Read and validate a rulebook; any problem raises `RulebookError` (file, line, what)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulebookError(path, None, f"cannot read the rulebook ({exc.strerror or exc})") from None
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except RulebookError as exc:
+        raise RulebookError(path, exc.line, exc.problem) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulebookError(path, mark.line + 1 if mark else None, f"YAML syntax error: {problem}") from None
+    if not isinstance(data, dict):
+        raise RulebookError(path, 1, "a rulebook is a mapping with id, version, language and sections")
+    try:
+        book = Rulebook.model_validate(data)
+    except ValidationError as err:
+        _raise_validation(path, data, err)
+    seen: dict[str, int] = {}
+    for si, section in enumerate(book.sections):
+        for ri, rule in enumerate(section.rules):
+            loc = ("sections", si, "rules", ri)
+            if rule.id in seen:
+                raise RulebookError(path, _line_at(data, loc + ("id",)), f"duplicate rule id {rule.id!r}")
+            seen[rule.id] = ri
+            if rule.operator not in OPERATORS:
+                raise RulebookError(
+                    path, _line_at(data, loc + ("operator",)),
+                    f"rule {rule.id!r}: unknown operator {rule.operator!r} (known: {', '.join(sorted(OPERATORS))})",
+                )
+            try:
+                rule.parsed_params  # noqa: B018 - validate now, not at scoring time
+            except ValidationError as err:
+                _raise_validation(path, data, err, loc + ("params",))
+    return book
+
+
+def default_rulebook_path(language: str) -> Path:
+    """Chinese (Mandarin, Cantonese) calls → zh_default.yaml; everything else → en_default.yaml."""
+    lang = (language or "").lower().split("-")[0].split("_")[0]
+    return _PACKAGE / ("zh_default.yaml" if lang in ("zh", "yue", "cmn", "chinese") else "en_default.yaml")

@@ -1,0 +1,79 @@
+"""The scorecard: the per-call result of scoring, written as ``<call_id>.scorecard.json``.
+
+Field names are a contract with the store and the review UI; add fields, never rename them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Verdict = Literal["pass", "fail", "na"]
+
+
+class EvidenceItem(BaseModel):
+    start: float
+    end: float
+    speaker: str | None = None
+    text: str | None = None
+    measured: float | str | None = None
+    expected: str | None = None
+
+
+class RuleResult(BaseModel):
+    id: str
+    title: dict[str, str]
+    category: str
+    verdict: Verdict
+    points: float
+    """Points earned (rule points × section weight; 0 on fail or N/A)."""
+    max_points: float
+    """Points at stake (0 when N/A: an N/A rule leaves the maximum)."""
+    fatal: bool = False
+    source: str | None = None
+    note: str | None = None
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+
+
+class RulebookRef(BaseModel):
+    id: str
+    version: str
+
+
+class Flag(BaseModel):
+    reason: str
+    rule_id: str | None = None
+
+
+class Scorecard(BaseModel):
+    call_id: str
+    rulebook: RulebookRef
+    score: float
+    max_score: float
+    percent: float
+    passed: bool
+    pass_mark: float = 80.0
+    fatal_failures: list[str] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+    rules: list[RuleResult] = Field(default_factory=list)
+    categories: dict[str, Verdict] = Field(default_factory=dict)
+    """Per category: ``fail`` if any of its rules failed, ``na`` if all were N/A, else ``pass``."""
+    asr_confidence: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2)
+
+    def write(self, out_dir: Path | str) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.call_id}.scorecard.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: Path | str) -> "Scorecard":
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
