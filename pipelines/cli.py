@@ -81,20 +81,93 @@ def transcribe(
     agent_channel: Optional[str] = typer.Option(None, help="Stereo channel map: 'left' or 'right' holds the agent."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Write a speaker-attributed, role-labelled transcript per call."""
+    """Write a speaker-attributed, role-labelled transcript per call (``<call_id>.conversation.json``)
+    and its measures (``<call_id>.measures.json``)."""
     _setup_logging(verbose)
-    from models.errors import ModelUnavailableError
-    from pipelines.audio import decode_audio
-    from pipelines.conversation import build_conversation, call_id_for
-    from pipelines.engines import SpeechEngines
-    from pipelines.errors import CallError
-    from pipelines.settings import Settings
-    from pipelines.sources import collect_audio
+    settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
+    _process_audio(inputs, out, settings, rulebook=None, score=False)
 
-    settings = Settings.load(
+
+@app.command()
+def run(
+    inputs: list[str] = typer.Argument(..., help="Folders of calls, files or globs."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for conversations, measures, scorecards, summary."),
+    rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: zh/en default by call language)."),
+    config: Optional[Path] = typer.Option(None, help="YAML settings file (see README)."),
+    asr_model: Optional[str] = typer.Option(None, help="Whisper model: a store name or a CT2 folder."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None),
+    language: Optional[str] = typer.Option(None),
+    num_speakers: Optional[int] = typer.Option(None),
+    agent_channel: Optional[str] = typer.Option(None),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """End to end: transcribe, measure and score every call; write scorecards and a batch summary."""
+    _setup_logging(verbose)
+    settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
+    book = _load_rulebook(rulebook) if rulebook else None
+    _process_audio(inputs, out, settings, rulebook=book, score=True)
+
+
+@app.command()
+def score(
+    conversations: list[Path] = typer.Argument(..., help="<call_id>.conversation.json files or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: by call language)."),
+) -> None:
+    """Score saved conversations (with their measures) — no audio, no model."""
+    import time
+
+    from pipelines.errors import CallError
+    from pipelines.stages import rescore_file
+    from pipelines.summary import SummaryRow, write_summary
+
+    files: list[Path] = []
+    for item in conversations:
+        files += sorted(item.glob("*.conversation.json")) if item.is_dir() else [item]
+    if not files:
+        _fail("no conversation files given")
+    book = _load_rulebook(rulebook) if rulebook else None
+    rows, failures = [], []
+    started = time.perf_counter()
+    for path in files:
+        try:
+            rows.append(rescore_file(path, out, rulebook_path=rulebook, rulebook=book))
+        except CallError as exc:
+            failures.append(str(exc))
+            rows.append(SummaryRow.failure(exc.call, exc.reason))
+    elapsed = time.perf_counter() - started
+    write_summary(rows, out, rulebook=str(rulebook or "default"))
+    console.print(f"scored {len(files) - len(failures)} calls in {elapsed:.2f} s ({len(files) / max(elapsed, 1e-9):.0f} calls/s)")
+    _finish(len(files), failures, out)
+
+
+def _settings(config, asr_model, device, threads, language, num_speakers, agent_channel):
+    from pipelines.settings import Settings
+
+    return Settings.load(
         config, asr_model=asr_model, device=device, threads=threads, language=language,
         num_speakers=num_speakers, agent_channel=agent_channel,
     )
+
+
+def _load_rulebook(path: Path):
+    import qa_rules
+
+    try:
+        return qa_rules.load_rulebook(path)
+    except qa_rules.RulebookError as exc:
+        _fail(str(exc))
+
+
+def _process_audio(inputs: list[str], out: Path, settings, rulebook, score: bool) -> None:
+    from models.errors import ModelUnavailableError
+    from pipelines.engines import SpeechEngines
+    from pipelines.errors import CallError
+    from pipelines.sources import collect_audio
+    from pipelines.stages import score_and_report, transcribe_and_measure
+    from pipelines.summary import SummaryRow, write_summary
+
     calls = collect_audio(inputs)
     if not calls:
         _fail("no audio files found in " + ", ".join(inputs))
@@ -103,17 +176,24 @@ def transcribe(
     except ModelUnavailableError as exc:
         _fail(str(exc))
     failures: list[str] = []
+    rows: list[SummaryRow] = []
+    verb = "scoring" if score else "transcribing"
     with _progress() as progress:
-        task = progress.add_task("transcribing", total=len(calls))
+        task = progress.add_task(verb, total=len(calls))
         for path in calls:
-            progress.update(task, description=f"transcribing {path.name}")
+            progress.update(task, description=f"{verb} {path.name}")
             try:
-                conversation = build_conversation(decode_audio(path), engines, call_id=call_id_for(path))
-                conversation.write(out)
+                conversation, measures = transcribe_and_measure(path, engines, out)
+                if score:
+                    rows.append(score_and_report(conversation, measures, out, rulebook=rulebook))
             except CallError as exc:
                 failures.append(str(exc))
+                rows.append(SummaryRow.failure(exc.call, exc.reason))
                 progress.console.print(f"[red]✗[/] {escape(str(exc))} — skipped")
             progress.advance(task)
+    if score:
+        csv_path, html_path = write_summary(rows, out, rulebook=getattr(rulebook, "id", "default by language"))
+        console.print(f"scorecards: {out}/<call_id>.scorecard.html · summary: {html_path} and {csv_path}")
     _finish(len(calls), failures, out)
 
 

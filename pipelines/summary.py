@@ -1,0 +1,59 @@
+"""The batch summary: one row per call (score, passed, fatal failures, flags), as CSV for
+spreadsheets and a short HTML page linking each call's scorecard.  Calls that could not be
+processed are listed with their reason, so nothing silently disappears from the night's report."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.report_html import _env
+
+FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error"]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    call_id: str
+    status: str  # "ok" or "failed"
+    score: float | None = None
+    max_score: float | None = None
+    percent: float | None = None
+    passed: bool | None = None
+    fatal: str = ""
+    flags: str = ""
+    error: str = ""
+
+    @classmethod
+    def from_scorecard(cls, card: dict) -> "SummaryRow":
+        return cls(
+            call_id=card["call_id"], status="ok", score=card["score"], max_score=card["max_score"],
+            percent=round(card["percent"], 1), passed=card["passed"], fatal=";".join(card.get("fatal_failures", [])),
+            flags="; ".join(f["reason"] for f in card.get("flags", [])),
+        )
+
+    @classmethod
+    def failure(cls, call_id: str, error: str) -> "SummaryRow":
+        return cls(call_id=call_id, status="failed", error=error)
+
+
+def write_summary(rows: list[SummaryRow], out_dir: Path, rulebook: str = "") -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: r.call_id)
+    csv_path = out_dir / "summary.csv"
+    with csv_path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel opens Chinese right
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.__dict__.items()})
+    html_path = out_dir / "summary.html"
+    ok = [r for r in rows if r.status == "ok"]
+    html_path.write_text(
+        _env().get_template("summary.html.j2").render(
+            rows=rows, passed=sum(1 for r in ok if r.passed), failed_qa=sum(1 for r in ok if not r.passed),
+            errors=len(rows) - len(ok), rulebook=rulebook,
+        ),
+        encoding="utf-8",
+    )
+    return csv_path, html_path
