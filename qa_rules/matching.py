@@ -103,8 +103,9 @@ class Doc:
                     piece = " " + piece  # keep English words apart when the ASR gave no space
                 chars.extend(piece)
                 times.extend([(w_start, w_end)] * len(piece))
-            return cls("".join(chars), times)
-        text = clean(text)
+            lead = len(chars) - len("".join(chars).lstrip())  # Whisper words start with a space
+            return cls("".join(chars[lead:]), times[lead:])
+        text = clean(text).strip()
         n = max(len(text), 1)
         step = (end - start) / n
         return cls(text, [(start + i * step, start + (i + 1) * step) for i in range(len(text))])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Scope = Literal["agent", "customer", "any"]
 
@@ -87,11 +87,6 @@ class PhraseSearch(Strict):
     similarity: float = Field(default=0.85, gt=0, le=1)
     pinyin: bool = True
     """Match by sound (pinyin / fuzzy words).  Off: exact characters only."""
-
-    @field_validator("phrases")
-    @classmethod
-    def _labels(cls, value: list[Phrase]) -> list[Phrase]:
-        return value
 
 
 def compile_regex(pattern: str) -> re.Pattern[str]:

@@ -23,7 +23,7 @@ def _needed(match: MatchMode, n: int) -> int:
     return 1 if match == "any" else n
 
 
-def _hit_evidence(h: Hit, ctx: CallContext, expected: str) -> Evidence:
+def _hit_evidence(h: Hit, expected: str) -> Evidence:
     return Evidence(h.start, h.end, h.speaker, h.text, round(h.score, 2), expected)
 
 
@@ -45,7 +45,7 @@ def phrase(ctx: CallContext, scope: Scope, p: PhraseParams) -> Outcome:
     ok = len(found) >= need
     first = ctx.utterance(indices[0])
     last = ctx.utterance(indices[-1])
-    evidence = [_hit_evidence(hits[0], ctx, label) for label, hits in found.items()]
+    evidence = [_hit_evidence(hits[0], label) for label, hits in found.items()]
     missing = [e.label for e in p.phrases if e.label not in found]
     summary = Evidence(
         first.start,
