@@ -119,7 +119,7 @@ def score(
     import time
 
     from pipelines.errors import CallError
-    from pipelines.stages import rescore_file
+    from pipelines.scoring import rescore_file
     from pipelines.summary import SummaryRow, write_summary
 
     files: list[Path] = []
@@ -165,7 +165,8 @@ def _process_audio(inputs: list[str], out: Path, settings, rulebook, score: bool
     from pipelines.engines import SpeechEngines
     from pipelines.errors import CallError
     from pipelines.sources import collect_audio
-    from pipelines.stages import score_and_report, transcribe_and_measure
+    from pipelines.scoring import score_and_report
+    from pipelines.stages import transcribe_and_measure
     from pipelines.summary import SummaryRow, write_summary
 
     calls = collect_audio(inputs)

@@ -5,6 +5,7 @@ evidence when it is clicked."""
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -14,6 +15,7 @@ from pipelines.records import Conversation
 ROLE_NAMES = {"agent": "坐席 agent", "customer": "客户 customer", "unknown": "?"}
 
 
+@lru_cache(maxsize=1)
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("pipelines", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.globals["fmt_time"] = fmt_time
