@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -85,14 +87,18 @@ def transcribe(
     and its measures (``<call_id>.measures.json``)."""
     _setup_logging(verbose)
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
-    _process_audio(inputs, out, settings, rulebook=None, score=False)
+    _transcribe_files(inputs, out, settings)
 
 
 @app.command()
 def run(
-    inputs: list[str] = typer.Argument(..., help="Folders of calls, files or globs."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for conversations, measures, scorecards, summary."),
+    source: str = typer.Argument(..., help="A folder of calls, a glob, or a manifest CSV (call_id, path, agent_id, team, started_at, direction, channel_map)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for conversations, measures, scorecards, summary, SQLite store."),
     rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: zh/en default by call language)."),
+    store: Optional[str] = typer.Option(None, help="Results store URL (default: sqlite:///OUT/callqa.db; postgresql://… for a shared one)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Analysis cache folder (default: OUT/.cache/analysis)."),
+    gpu_slots: int = typer.Option(1, help="Concurrent model calls per worker."),
+    force: bool = typer.Option(False, help="Re-score calls already finished with the same inputs."),
     config: Optional[Path] = typer.Option(None, help="YAML settings file (see README)."),
     asr_model: Optional[str] = typer.Option(None, help="Whisper model: a store name or a CT2 folder."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
@@ -100,13 +106,56 @@ def run(
     language: Optional[str] = typer.Option(None),
     num_speakers: Optional[int] = typer.Option(None),
     agent_channel: Optional[str] = typer.Option(None),
+    json_result: Optional[Path] = typer.Option(None, help="Also write what the run did as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """End to end: transcribe, measure and score every call; write scorecards and a batch summary."""
+    """The QA batch (Prefect flow ``qa-batch``): transcribe, measure and score every call; write
+    scorecards, a batch summary and the results store.  Re-runs skip finished calls."""
     _setup_logging(verbose)
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
-    book = _load_rulebook(rulebook) if rulebook else None
-    _process_audio(inputs, out, settings, rulebook=book, score=True)
+    if rulebook:
+        _load_rulebook(rulebook)  # a broken rulebook stops the run before any audio is touched
+    from models.errors import ModelUnavailableError
+    from pipelines.sources import read_source
+
+    try:
+        total = len(read_source(source))
+    except ValueError as exc:
+        _fail(str(exc))
+    if not total:
+        _fail(f"no calls found in {source}")
+    from pipelines import flows
+
+    with _progress() as progress:
+        task = progress.add_task("QA batch", total=total)
+
+        def hook(call_id: str, status: str) -> None:
+            progress.update(task, advance=1, description=f"{status} {call_id}")
+
+        flows.set_progress_hook(hook)
+        try:
+            result = flows.qa_batch(
+                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=store,
+                settings=settings, cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
+            )
+        except ModelUnavailableError as exc:
+            _fail(str(exc))
+        finally:
+            flows.set_progress_hook(None)
+    if json_result:
+        json_result.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    console.print(
+        f"{len(result.done)} scored ({len(result.transcribed)} transcribed, {len(result.cached)} from cache), "
+        f"{len(result.skipped)} already finished or held by another worker, {len(result.failed)} failed"
+    )
+    console.print(f"scorecards: {out}/<call_id>.scorecard.html\nsummary:    {result.summary_html}\nstore:      {result.store_url}")
+    if result.failed:
+        console.print(f"[yellow]partial:[/] {len(result.failed)} call(s) could not be processed:")
+        for call_id, reason in result.failed.items():
+            console.print(f"  - call {escape(call_id)}: {escape(reason)}")
+        raise typer.Exit(EXIT_PARTIAL if (result.done or result.skipped) else 1)
 
 
 @app.command()
@@ -142,6 +191,25 @@ def score(
     _finish(len(files), failures, out)
 
 
+@app.command()
+def export(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for <table>.parquet and <table>.csv."),
+    store: Optional[str] = typer.Option(None, help="Results store URL."),
+    store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
+    fmt: list[str] = typer.Option(["parquet", "csv"], "--format", help="parquet and/or csv."),
+) -> None:
+    """Export the results store (calls, utterances, rule results, flags, reviews) to Parquet/CSV."""
+    from pipelines.store import Store, default_store_url
+
+    if not store and not store_dir:
+        _fail("give --store URL or --store-dir OUT (the folder of a `callqa run`)")
+    url = store or default_store_url(store_dir)
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():
+        _fail(f"no store at {url}")
+    for path in Store(url).export(out, tuple(fmt)):
+        typer.echo(path)
+
+
 def _settings(config, asr_model, device, threads, language, num_speakers, agent_channel):
     from pipelines.settings import Settings
 
@@ -160,14 +228,12 @@ def _load_rulebook(path: Path):
         _fail(str(exc))
 
 
-def _process_audio(inputs: list[str], out: Path, settings, rulebook, score: bool) -> None:
+def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
     from models.errors import ModelUnavailableError
     from pipelines.engines import SpeechEngines
     from pipelines.errors import CallError
     from pipelines.sources import collect_audio
-    from pipelines.scoring import score_and_report
     from pipelines.stages import transcribe_and_measure
-    from pipelines.summary import SummaryRow, write_summary
 
     calls = collect_audio(inputs)
     if not calls:
@@ -177,24 +243,16 @@ def _process_audio(inputs: list[str], out: Path, settings, rulebook, score: bool
     except ModelUnavailableError as exc:
         _fail(str(exc))
     failures: list[str] = []
-    rows: list[SummaryRow] = []
-    verb = "scoring" if score else "transcribing"
     with _progress() as progress:
-        task = progress.add_task(verb, total=len(calls))
+        task = progress.add_task("transcribing", total=len(calls))
         for path in calls:
-            progress.update(task, description=f"{verb} {path.name}")
+            progress.update(task, description=f"transcribing {path.name}")
             try:
-                conversation, measures = transcribe_and_measure(path, engines, out)
-                if score:
-                    rows.append(score_and_report(conversation, measures, out, rulebook=rulebook))
+                transcribe_and_measure(path, engines, out)
             except CallError as exc:
                 failures.append(str(exc))
-                rows.append(SummaryRow.failure(exc.call, exc.reason))
                 progress.console.print(f"[red]✗[/] {escape(str(exc))} — skipped")
             progress.advance(task)
-    if score:
-        csv_path, html_path = write_summary(rows, out, rulebook=getattr(rulebook, "id", "default by language"))
-        console.print(f"scorecards: {out}/<call_id>.scorecard.html · summary: {html_path} and {csv_path}")
     _finish(len(calls), failures, out)
 
 

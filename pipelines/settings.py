@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     """Speakers in a mono call for diarization; ``0``/``None`` lets clustering decide."""
     agent_channel: Literal["left", "right"] | None = None
     """Stereo channel map: which channel carries the agent; ``None`` decides from content."""
+    max_duration_s: float = 4 * 3600.0
+    """Longer recordings are refused as bad input (a call is not a day-long stream)."""
     segmentation: Path | None = None
     """Another pyannote segmentation checkpoint instead of the store's segmentation-3.0."""
     embedding: Path | None = None

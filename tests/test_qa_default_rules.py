@@ -135,7 +135,7 @@ def test_en_text_rules_pass_fail_na(rule_id):
 
 
 @pytest.mark.parametrize("rule_id, bad", [("voice.loudness", {"loudness": -8.0}), ("voice.clipping", {"clipping": 0.03}),
-                                          ("voice.speech_rate", {"rate": 280.0}), ("voice.pitch_intonation", {"pitch_range": 20.0})])
+                                          ("voice.speech_rate", {"rate": 420.0}), ("voice.pitch_intonation", {"pitch_range": 20.0})])
 def test_en_voice_rules_pass_fail_na(rule_id, bad):
     assert verdict(EN, rule_id, call(_with(EN_GOOD, rate=160.0), language="en")) == "pass"
     assert verdict(EN, rule_id, call(_with(EN_GOOD, **bad), language="en")) == "fail"

@@ -1,0 +1,323 @@
+"""Prefect orchestration: ``qa_batch`` runs the nightly QA batch over a folder, a glob or a manifest.
+
+The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages`,
+:mod:`pipelines.scoring`); it adds what a night on GPU workers needs:
+
+- **claims** in the results store, so several workers sharing one store never process a call twice
+  and a call left behind by a killed worker is taken over on the next run;
+- a **content-keyed cache** (:mod:`pipelines.cache`): a re-run skips finished calls, and a rulebook
+  change re-scores every call without transcription;
+- **models loaded once per worker process** (:func:`worker_engines`), a per-worker limit on
+  concurrent model calls (``gpu_slots``), and **retries** for transient failures (CUDA out of
+  memory, a busy database) — none for bad input, which is recorded as a failed call with its
+  reason while the batch goes on;
+- a markdown summary and a table of flagged calls published as Prefect **artifacts**.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from pipelines.cache import AnalysisCache, analysis_key, audio_sha256
+from pipelines.errors import BadAudioError, CallError
+from pipelines.records import Conversation, Measures
+from pipelines.settings import Settings
+from pipelines.store import CallSource, Store, default_store_url, worker_identity
+from pipelines.summary import SummaryRow, write_summary
+
+log = logging.getLogger(__name__)
+
+_progress_hook: Callable[[str, str], None] | None = None
+"""Set by the CLI to drive its progress bar (kept out of the flow's parameters, which Prefect
+serialises to its API)."""
+
+
+def set_progress_hook(hook: Callable[[str, str], None] | None) -> None:
+    global _progress_hook
+    _progress_hook = hook
+
+
+TRANSIENT_MARKERS = ("out of memory", "cuda error", "cublas", "database is locked", "temporarily unavailable")
+
+
+@dataclass
+class BatchResult:
+    """What a run did: ``transcribed`` counts calls whose audio went through the models."""
+
+    total: int = 0
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    """Finished earlier with the same inputs, or held by another live worker."""
+    transcribed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    out_dir: str = ""
+    store_url: str = ""
+    summary_html: str = ""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- per worker process
+_engine_lock = threading.Lock()
+
+
+_LOADED: list = []
+
+
+@lru_cache(maxsize=2)
+def _engines_for(settings_json: str):
+    from pipelines.engines import SpeechEngines
+
+    engines = SpeechEngines.load(Settings.model_validate_json(settings_json))
+    _LOADED.append(engines)
+    return engines
+
+
+def worker_engines(settings: Settings):
+    """The speech models of this worker process, loaded on first use and kept for every call."""
+    with _engine_lock:
+        return _engines_for(settings.model_dump_json())
+
+
+@lru_cache(maxsize=4)
+def _slots(n: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(n)
+
+
+def _is_transient(task_obj, task_run, state) -> bool:
+    """Retry only what may succeed next time; bad input never does."""
+    exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
+    if exc is None:
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as raised:  # noqa: BLE001
+            exc = raised
+    if isinstance(exc, CallError):
+        return False
+    text = str(exc).lower()
+    transient = any(marker in text for marker in TRANSIENT_MARKERS)
+    if transient and "out of memory" in text:
+        _shrink_batches()
+    return transient
+
+
+def _shrink_batches() -> None:
+    """After CUDA OOM: halve the diarization batch of the loaded pipelines before the retry."""
+    for engines in list(_LOADED):
+        diarizer = engines._diarizer
+        if diarizer is not None:
+            pipeline = diarizer._pipeline
+            pipeline.embedding_batch_size = max(1, pipeline.embedding_batch_size // 2)
+            pipeline.segmentation_batch_size = max(1, pipeline.segmentation_batch_size // 2)
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# ---------------------------------------------------------------------------- tasks
+@task(name="analyse call", retries=2, retry_delay_seconds=2, retry_condition_fn=_is_transient, cache_policy=NO_CACHE)
+def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slots: int = 1) -> dict:
+    """Transcribe + diarize + measure (decode once), or take both from the content-keyed cache."""
+    from pipelines.audio import decode_audio
+    from pipelines.conversation import build_conversation
+    from pipelines.measures import measure_call
+
+    if not call.path.is_file():
+        raise BadAudioError(call.call_id, f"file not found: {call.path}")
+    import os
+
+    if not os.access(call.path, os.R_OK):
+        raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
+    engines = worker_engines(settings)
+    key = analysis_key(audio_sha256(call.path), settings, engines.transcriber.model_dir, call.channel_map)
+    cache = AnalysisCache(Path(cache_root))
+    hit = cache.get(key)
+    if hit is not None:
+        conversation, measures = hit
+        conversation = conversation.model_copy(
+            update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
+        )
+        return {"key": key, "cached": True, "conversation": conversation, "measures": measures.model_copy(update={"call_id": call.call_id})}
+    try:
+        audio = decode_audio(call.path, max_duration_s=settings.max_duration_s)
+    except BadAudioError as exc:
+        raise BadAudioError(call.call_id, exc.reason) from exc
+    with _slots(gpu_slots):
+        conversation = build_conversation(
+            audio, engines, call_id=call.call_id, agent_channel=call.channel_map, metadata=call.metadata()
+        )
+    measures = measure_call(audio, conversation)
+    cache.put(key, conversation, measures)
+    return {"key": key, "cached": False, "conversation": conversation, "measures": measures}
+
+
+@task(name="score call", cache_policy=NO_CACHE)
+def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> dict:
+    from pipelines.scoring import score_and_report
+
+    out = Path(out_dir)
+    conversation.write(out)
+    measures.write(out)
+    row = score_and_report(conversation, measures, out, Path(rulebook_path) if rulebook_path else None)
+    import json
+
+    return json.loads((out / f"{conversation.call_id}.scorecard.json").read_text(encoding="utf-8")) | {"_row": asdict(row)}
+
+
+@task(name="batch summary", cache_policy=NO_CACHE)
+def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    _, html = write_summary(rows, Path(out_dir), rulebook=rulebook_label)
+    ok = [r for r in rows if r.status == "ok"]
+    flagged = [r for r in ok if r.flags or r.fatal or not r.passed]
+    markdown = "\n".join(
+        [
+            "# QA batch summary",
+            f"- calls: {result.total}; scored now: {len(result.done)}; failed: {len(result.failed)}; "
+            f"already finished or held elsewhere: {len(result.skipped)}",
+            f"- transcribed now: {len(result.transcribed)}; from cache: {len(result.cached)}",
+            f"- passed QA: {sum(1 for r in ok if r.passed)} / {len(ok)}",
+            f"- scorecards and summary: `{out_dir}`",
+            *(["", "## Calls that could not be processed"] + [f"- `{k}`: {v}" for k, v in result.failed.items()] if result.failed else []),
+        ]
+    )
+    try:
+        create_markdown_artifact(markdown=markdown, key="qa-batch-summary", description="QA batch summary")
+        create_table_artifact(
+            table=[{"call_id": r.call_id, "percent": r.percent, "passed": r.passed, "fatal": r.fatal, "flags": r.flags} for r in flagged],
+            key="qa-flagged-calls", description="Calls QA should review",
+        )
+    except Exception as exc:  # noqa: BLE001 - artifacts are a report, never a reason to lose results
+        get_run_logger().warning("could not publish artifacts: %s", exc)
+    return str(html)
+
+
+# ---------------------------------------------------------------------------- flow
+@flow(name="qa-batch", log_prints=True)
+def qa_batch(
+    source: str,
+    rulebook: str | None = None,
+    out: str = "out",
+    store_url: str | None = None,
+    settings: Settings | None = None,
+    cache_dir: str | None = None,
+    gpu_slots: int = 1,
+    force: bool = False,
+) -> BatchResult:
+    """Score every call of ``source`` (folder, glob, or manifest CSV) into ``out`` and the store.
+
+    Parameters: ``rulebook`` (YAML path; default: by call language), ``out`` (scorecards, summary,
+    SQLite store), ``store_url`` (SQLAlchemy URL, e.g. ``postgresql://…``; default SQLite in
+    ``out``), ``cache_dir`` (analysis cache; default ``out/.cache``), ``gpu_slots`` (concurrent
+    model calls per worker), ``force`` (re-score calls already finished with the same inputs).
+    """
+    from pipelines.sources import read_source
+
+    settings = settings or Settings.load()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(store_url or default_store_url(out_dir))
+    cache_root = str(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
+    rulebook_key = _rulebook_key(rulebook)
+    calls = read_source(source)
+    store.register(calls)
+    worker = worker_identity()
+    result = BatchResult(total=len(calls), out_dir=str(out_dir), store_url=store.url)
+    rows: list[SummaryRow] = []
+    notify = _progress_hook or (lambda call_id, status: None)
+    for call in calls:
+        input_key = _input_key(call, settings)
+        if not store.claim(call.call_id, worker, input_key, rulebook_key, force=force):
+            result.skipped.append(call.call_id)
+            notify(call.call_id, "skipped")
+            continue
+        try:
+            analysis = analyse_call(call, settings, cache_root, gpu_slots)
+            (result.cached if analysis["cached"] else result.transcribed).append(call.call_id)
+            card = score_call(analysis["conversation"], analysis["measures"], str(out_dir), rulebook)
+            store.save(
+                call.call_id, worker, input_key, rulebook_key, analysis["conversation"], analysis["measures"], card,
+                conversation_path=out_dir / f"{call.call_id}.conversation.json",
+                scorecard_path=out_dir / f"{call.call_id}.scorecard.json",
+            )
+            rows.append(SummaryRow(**card["_row"]))
+            result.done.append(call.call_id)
+            notify(call.call_id, "done")
+        except CallError as exc:
+            _record_failure(store, worker, call, exc.reason, result, rows)
+            notify(call.call_id, "failed")
+        except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
+            _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
+            notify(call.call_id, "failed")
+    # The summary covers every call of the source, including those finished earlier or elsewhere.
+    rows += _rows_from_store(store, {c.call_id for c in calls}, {r.call_id for r in rows})
+    result.summary_html = summarise(rows, str(out_dir), rulebook or "default by language", result)
+    return result
+
+
+def _record_failure(store: Store, worker: str, call: CallSource, reason: str, result: BatchResult, rows: list) -> None:
+    log.warning("call %s: %s — skipped", call.call_id, reason)
+    store.mark_failed(call.call_id, worker, reason)
+    result.failed[call.call_id] = reason
+    rows.append(SummaryRow.failure(call.call_id, reason))
+
+
+def _rows_from_store(store: Store, wanted: set[str], have: set[str]) -> list[SummaryRow]:
+    import json
+
+    rows = []
+    for row in store.calls():
+        if row.call_id not in wanted or row.call_id in have:
+            continue
+        if row.status == "done" and row.scorecard_path and Path(row.scorecard_path).is_file():
+            rows.append(SummaryRow.from_scorecard(json.loads(Path(row.scorecard_path).read_text(encoding="utf-8"))))
+        elif row.status == "failed":
+            rows.append(SummaryRow.failure(row.call_id, row.error or "failed"))
+    return rows
+
+
+def _rulebook_key(rulebook: str | None) -> str:
+    """What a finished call must have been scored with to be skipped: the rulebook file's content
+    (the language defaults' when none is named), so any edit re-scores."""
+    import hashlib
+
+    import qa_rules
+
+    paths = [Path(rulebook)] if rulebook else [qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:40]
+
+
+def _input_key(call: CallSource, settings: Settings) -> str:
+    """The store's record of what a finished call was analysed from (file identity + settings),
+    cheap enough to check before claiming; the content hash guards the cache itself."""
+    import hashlib
+
+    try:
+        stat = call.path.stat()
+        ident = f"{call.path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+    except OSError:
+        ident = str(call.path)
+    data = f"{ident}|{settings.model_dump_json(exclude={'threads'})}|{call.channel_map}"
+    return hashlib.sha256(data.encode()).hexdigest()[:40]

@@ -1,0 +1,299 @@
+"""The results store: calls (with their metadata), utterances, rule results, flags and human
+reviews, in SQLAlchemy — a SQLite file by default, PostgreSQL by URL.
+
+Writes are transactional per call: a call's rows are replaced together or not at all.  Human
+reviews are never touched by re-processing or re-scoring.  Claiming a call is an atomic
+compare-and-swap on its row, so several workers sharing one store never process a call twice, and
+a call left "processing" by a worker that died is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select, update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+STALE_CLAIM_S = 6 * 3600.0
+"""A claim by another host older than this is taken over (a crashed GPU worker)."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+    call_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    agent_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    team: Mapped[str | None] = mapped_column(String(100), index=True)
+    started_at: Mapped[str | None] = mapped_column(String(40), index=True)
+    direction: Mapped[str | None] = mapped_column(String(20))
+    channel_map: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    """pending → processing → done | failed."""
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    processed_by: Mapped[str | None] = mapped_column(String(200))
+    processed_at: Mapped[float | None] = mapped_column(Float)
+    input_key: Mapped[str | None] = mapped_column(String(80))
+    """The audio file and analysis settings the result was made from."""
+    rulebook_key: Mapped[str | None] = mapped_column(String(80))
+    """The content of the rulebook(s) the call was scored with."""
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    language: Mapped[str | None] = mapped_column(String(10))
+    rulebook_id: Mapped[str | None] = mapped_column(String(100))
+    rulebook_version: Mapped[str | None] = mapped_column(String(40))
+    score: Mapped[float | None] = mapped_column(Float)
+    max_score: Mapped[float | None] = mapped_column(Float)
+    percent: Mapped[float | None] = mapped_column(Float, index=True)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    fatal: Mapped[bool | None] = mapped_column(Boolean)
+    hold_s: Mapped[float | None] = mapped_column(Float)
+    silence_share: Mapped[float | None] = mapped_column(Float)
+    agent_talk_ratio: Mapped[float | None] = mapped_column(Float)
+    conversation_path: Mapped[str | None] = mapped_column(Text)
+    scorecard_path: Mapped[str | None] = mapped_column(Text)
+
+
+class UtteranceRow(Base):
+    __tablename__ = "utterances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    speaker: Mapped[str] = mapped_column(String(50))
+    role: Mapped[str] = mapped_column(String(20))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class RuleResultRow(Base):
+    __tablename__ = "rule_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100), index=True)
+    category: Mapped[str] = mapped_column(String(40), index=True)
+    verdict: Mapped[str] = mapped_column(String(10))
+    points: Mapped[float] = mapped_column(Float)
+    max_points: Mapped[float] = mapped_column(Float)
+    fatal: Mapped[bool] = mapped_column(Boolean, default=False)
+    evidence: Mapped[str] = mapped_column(Text, default="[]")
+    """JSON list of {start, end, speaker, text, measured, expected}."""
+
+
+class FlagRow(Base):
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    rule_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class ReviewRow(Base):
+    """A human verdict beside (never over) the machine verdict."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100), index=True)
+    machine_verdict: Mapped[str] = mapped_column(String(10))
+    human_verdict: Mapped[str] = mapped_column(String(10))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+TABLES = {"calls": CallRow, "utterances": UtteranceRow, "rule_results": RuleResultRow, "flags": FlagRow, "reviews": ReviewRow}
+
+
+@dataclass(frozen=True)
+class CallSource:
+    """One call to process and what the call center's systems know about it."""
+
+    call_id: str
+    path: Path
+    agent_id: str | None = None
+    team: str | None = None
+    started_at: str | None = None
+    direction: str | None = None
+    channel_map: str | None = None
+    """``left``/``right``: the agent's channel in a stereo recording."""
+
+    def metadata(self) -> dict[str, str]:
+        keys = ("agent_id", "team", "started_at", "direction", "channel_map")
+        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def default_store_url(out_dir: Path) -> str:
+    return f"sqlite:///{(Path(out_dir) / 'callqa.db').resolve()}"
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine: Engine = _make_engine(url)
+        Base.metadata.create_all(self.engine)
+
+    # ------------------------------------------------------------------ calls
+    def register(self, calls: list[CallSource]) -> None:
+        """Add unknown calls as pending and refresh metadata of known ones."""
+        with Session(self.engine) as session, session.begin():
+            known = {row.call_id: row for row in session.scalars(select(CallRow).where(CallRow.call_id.in_([c.call_id for c in calls])))}
+            for call in calls:
+                row = known.get(call.call_id)
+                if row is None:
+                    session.add(CallRow(call_id=call.call_id, source=str(call.path), status="pending", **call.metadata()))
+                else:
+                    row.source = str(call.path)
+                    for key, value in call.metadata().items():
+                        setattr(row, key, value)
+
+    def claim(self, call_id: str, worker: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
+        """Take a call for processing; ``False`` when it is finished with the same inputs or another
+        live worker holds it."""
+        with Session(self.engine) as session:
+            row = session.get(CallRow, call_id)
+            if row is None:
+                return False
+            seen_status, seen_claim = row.status, row.claimed_by
+            finished = row.status == "done" and row.input_key == input_key and row.rulebook_key == rulebook_key
+            if (finished and not force) or (row.status == "processing" and not _claim_is_dead(row)):
+                return False
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                update(CallRow)
+                .where(CallRow.call_id == call_id, CallRow.status == seen_status, _same(CallRow.claimed_by, seen_claim))
+                .values(status="processing", claimed_by=worker, claimed_at=time.time())
+            )
+            return result.rowcount == 1
+
+    def mark_failed(self, call_id: str, worker: str, reason: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(CallRow).where(CallRow.call_id == call_id)
+                .values(status="failed", error=reason, processed_by=worker, processed_at=time.time(), claimed_by=None)
+            )
+
+    def save(self, call_id: str, worker: str, input_key: str, rulebook_key: str, conversation, measures, card: dict,
+             conversation_path: Path | None = None, scorecard_path: Path | None = None) -> None:
+        """Replace the call's utterances, rule results and flags and mark it done — one transaction."""
+        with Session(self.engine) as session, session.begin():
+            for table in (UtteranceRow, RuleResultRow, FlagRow):
+                session.execute(delete(table).where(table.call_id == call_id))
+            session.add_all(
+                UtteranceRow(call_id=call_id, idx=i, speaker=u.speaker, role=u.role, start=u.start, end=u.end, text=u.text)
+                for i, u in enumerate(conversation.utterances)
+            )
+            session.add_all(
+                RuleResultRow(
+                    call_id=call_id, rule_id=r["id"], category=r["category"], verdict=r["verdict"], points=r["points"],
+                    max_points=r["max_points"], fatal=bool(r.get("fatal")),
+                    evidence=json.dumps(r.get("evidence", []), ensure_ascii=False),
+                )
+                for r in card["rules"]
+            )
+            session.add_all(FlagRow(call_id=call_id, reason=f["reason"], rule_id=f.get("rule_id")) for f in card["flags"])
+            hold_s = sum(s.duration for s in measures.silences if s.duration >= 10.0)
+            session.execute(
+                update(CallRow).where(CallRow.call_id == call_id).values(
+                    status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
+                    input_key=input_key, rulebook_key=rulebook_key, duration_s=conversation.duration_s, language=conversation.language,
+                    rulebook_id=card["rulebook"]["id"], rulebook_version=str(card["rulebook"]["version"]),
+                    score=card["score"], max_score=card["max_score"], percent=card["percent"], passed=card["passed"],
+                    fatal=bool(card["fatal_failures"]), hold_s=round(hold_s, 2), silence_share=measures.silence_share,
+                    agent_talk_ratio=measures.agent_talk_ratio,
+                    conversation_path=str(conversation_path) if conversation_path else None,
+                    scorecard_path=str(scorecard_path) if scorecard_path else None,
+                )
+            )
+
+    def calls(self, status: str | None = None) -> list[CallRow]:
+        with Session(self.engine) as session:
+            query = select(CallRow).order_by(CallRow.call_id)
+            if status:
+                query = query.where(CallRow.status == status)
+            return list(session.scalars(query))
+
+    def count(self, table: str, call_id: str | None = None) -> int:
+        from sqlalchemy import func
+
+        model = TABLES[table]
+        with Session(self.engine) as session:
+            query = select(func.count()).select_from(model)
+            if call_id is not None:
+                query = query.where(model.call_id == call_id)
+            return int(session.scalar(query))
+
+    # ------------------------------------------------------------------ export
+    def export(self, out_dir: Path, formats: tuple[str, ...] = ("parquet", "csv")) -> list[Path]:
+        import pandas as pd
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        with self.engine.connect() as connection:
+            for name in TABLES:
+                frame = pd.read_sql_table(name, connection)
+                if "parquet" in formats:
+                    path = out_dir / f"{name}.parquet"
+                    frame.to_parquet(path, index=False)
+                    written.append(path)
+                if "csv" in formats:
+                    path = out_dir / f"{name}.csv"
+                    frame.to_csv(path, index=False, encoding="utf-8-sig")
+                    written.append(path)
+        return written
+
+
+def _same(column, value):
+    return column.is_(None) if value is None else column == value
+
+
+def _claim_is_dead(row: CallRow) -> bool:
+    """A claim whose worker process is gone (same host) or that is older than STALE_CLAIM_S."""
+    if not row.claimed_by or not row.claimed_at:
+        return True
+    host, _, rest = row.claimed_by.partition(":")
+    pid = rest.split(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - row.claimed_at > STALE_CLAIM_S
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):  # WAL: readers do not block the writer
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
