@@ -83,9 +83,7 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
                     chunks.append(array)
                     n += array.shape[1]
                 if n > max_samples:
-                    raise BadAudioError(
-                        name, f"longer than the {max_duration_s / 3600:.1f} h limit for one call"
-                    )
+                    raise BadAudioError(name, f"longer than the {_duration_text(max_duration_s)} limit for one call")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
         except av.FFmpegError as exc:
@@ -98,6 +96,10 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
     if samples.shape[1] < SAMPLE_RATE // 4:
         raise BadAudioError(name, f"too short to be a call ({samples.shape[1] / SAMPLE_RATE:.2f} s)")
     return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec)
+
+
+def _duration_text(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def peak_dbfs(signal: np.ndarray) -> float:

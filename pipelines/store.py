@@ -21,6 +21,7 @@ from sqlalchemy import (
     Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select, update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 STALE_CLAIM_S = 6 * 3600.0
@@ -148,21 +149,29 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = _make_engine(url)
-        Base.metadata.create_all(self.engine)
+        for attempt in range(3):  # two workers starting together may race to create the tables
+            try:
+                Base.metadata.create_all(self.engine)
+                break
+            except OperationalError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
 
     # ------------------------------------------------------------------ calls
     def register(self, calls: list[CallSource]) -> None:
-        """Add unknown calls as pending and refresh metadata of known ones."""
+        """Add unknown calls as pending (insert-or-ignore: workers may register the same batch at
+        once) and refresh the metadata of known ones."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         with Session(self.engine) as session, session.begin():
-            known = {row.call_id: row for row in session.scalars(select(CallRow).where(CallRow.call_id.in_([c.call_id for c in calls])))}
             for call in calls:
-                row = known.get(call.call_id)
-                if row is None:
-                    session.add(CallRow(call_id=call.call_id, source=str(call.path), status="pending", **call.metadata()))
-                else:
-                    row.source = str(call.path)
-                    for key, value in call.metadata().items():
-                        setattr(row, key, value)
+                values = {"call_id": call.call_id, "source": str(call.path), "status": "pending", **call.metadata()}
+                session.execute(insert(CallRow).values(**values).on_conflict_do_nothing(index_elements=["call_id"]))
+                refresh = {"source": str(call.path), **call.metadata()}
+                session.execute(update(CallRow).where(CallRow.call_id == call.call_id).values(**refresh))
 
     def claim(self, call_id: str, worker: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
         """Take a call for processing; ``False`` when it is finished with the same inputs or another
