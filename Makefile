@@ -7,7 +7,8 @@ install:
 	bash scripts/install.sh
 
 demo: install
-	.venv/bin/callqa transcribe samples/calls --out $(OUT)
+	.venv/bin/callqa run samples/calls/manifest.csv --out $(OUT)
+	.venv/bin/callqa transcribe "$$(.venv/bin/python -c 'import pyannote.audio.sample as s, pathlib; print(pathlib.Path(s.__file__).parent / "sample.wav")')" --out $(OUT)/pyannote-sample
 
 test: install
 	.venv/bin/python -m pytest
