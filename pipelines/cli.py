@@ -273,6 +273,18 @@ def _finish(total: int, failures: list[str], out: Path) -> None:
         raise typer.Exit(EXIT_PARTIAL if done else 1)
 
 
+def _register_extensions() -> None:
+    """Commands of the review console / calibration and of coaching / reports live with their
+    packages; they register themselves here."""
+    import importlib
+
+    for module in ("pipelines.review.commands", "pipelines.coaching.commands"):
+        importlib.import_module(module).register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

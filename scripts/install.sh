@@ -17,14 +17,19 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "callqa needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libavutil\.so'; then
-  say "installing FFmpeg shared libraries (Debian package ffmpeg)"
+# System packages: FFmpeg's shared libraries (torchcodec) and, for the review console's browser
+# test, Debian's Chromium (Playwright drives it; no browser download).
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libavutil\.so' || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "FFmpeg libraries are missing: ask an administrator to 'apt-get install ffmpeg'"; exit 1
+    echo "missing Debian packages: ask an administrator to 'apt-get install ${missing[*]}'"; exit 1
   fi
 fi
 

@@ -1,0 +1,1 @@
+"""coaching (issue 5)."""

@@ -1,0 +1,9 @@
+"""`callqa` commands of the coaching package, registered on the main app by `pipelines.cli`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to `app`."""
