@@ -162,29 +162,73 @@ def bench_diarization(engines: SpeechEngines, console: Console, with_senko: bool
     console.print(table)
 
 
+LABELLED = ["greeting", "hold", "closing", "forbidden_language", "volume", "speech_rate", "interruption", "courtesy"]
+
+
 def bench_calls(engines: SpeechEngines, console: Console) -> None:
-    """Per-stage RTF of the whole foundation on the bundled constructed calls."""
-    calls = sorted((ROOT / "samples" / "calls").glob("*.*[cv3]"))
-    stage_time = {"decode": 0.0, "conversation": 0.0, "measures": 0.0}
+    """Per-stage RTF of the whole chain on the bundled constructed calls, per-category agreement
+    with their labels, and re-scoring throughput (no audio, no model)."""
+    import json
+    import tempfile
+
+    import qa_rules
+
+    calls_dir = ROOT / "samples" / "calls"
+    labels = json.loads((calls_dir / "labels.json").read_text(encoding="utf-8"))["calls"]
+    calls = [calls_dir / label["file"] for label in labels.values()]
+    stage_time = {"decode": 0.0, "conversation (ASR + diarization)": 0.0, "measures": 0.0, "score": 0.0}
     total = 0.0
+    saved = []
+    agree = count = 0
     for path in calls:
         t0 = time.perf_counter()
         audio = decode_audio(path)
         t1 = time.perf_counter()
         conversation = build_conversation(audio, engines)
         t2 = time.perf_counter()
-        measure_call(audio, conversation)
+        measures = measure_call(audio, conversation)
         t3 = time.perf_counter()
-        stage_time["decode"] += t1 - t0
-        stage_time["conversation"] += t2 - t1
-        stage_time["measures"] += t3 - t2
+        book = qa_rules.load_rulebook(qa_rules.default_rulebook_path(conversation.language))
+        card = qa_rules.score(conversation, measures, book)
+        t4 = time.perf_counter()
+        for name, seconds in zip(stage_time, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            stage_time[name] += seconds
         total += audio.duration_s
+        saved.append((conversation, measures))
+        label = labels[path.stem]
+        for category in LABELLED:
+            expected = {label["expected"][category], *label.get("acceptable", {}).get(category, [])}
+            agree += card.categories.get(category, "na") in expected
+            count += 1
     table = Table(title=f"Stages on {len(calls)} bundled calls ({total:.0f} s of audio)")
     table.add_column("stage")
     table.add_column("RTF")
     for stage, seconds in stage_time.items():
         table.add_row(stage, f"{seconds / total:.3f}")
     console.print(table)
+    console.print(f"per-category agreement with labels.json: {agree}/{count} = {agree / count:.1%}")
+
+    # Re-scoring: the saved conversations and measures against the rulebook, nothing else.
+    books = {lang: qa_rules.load_rulebook(qa_rules.default_rulebook_path(lang)) for lang in ("zh", "en")}
+    rounds = 20
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for conversation, measures in saved:
+            qa_rules.score(conversation, measures, books["zh" if conversation.language == "zh" else "en"])
+    elapsed = time.perf_counter() - t0
+    console.print(f"re-scoring (rules only): {rounds * len(saved) / elapsed:.0f} calls/s")
+    from pipelines.scoring import rescore_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for conversation, measures in saved:
+            conversation.write(folder)
+            measures.write(folder)
+        t0 = time.perf_counter()
+        for path in sorted(folder.glob("*.conversation.json")):
+            rescore_file(path, folder / "out")
+        elapsed = time.perf_counter() - t0
+    console.print(f"re-scoring from files (read JSON, score, write JSON + HTML): {len(saved) / elapsed:.0f} calls/s")
 
 
 def main() -> None:

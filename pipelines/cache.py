@@ -12,7 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipelines.records import CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures
+from pipelines.records import (
+    CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json, write_json_atomically,
+)
 
 ANALYSIS_VERSION = 1
 """Bump when the conversation or measures code changes its output for the same inputs."""
@@ -62,10 +64,6 @@ class AnalysisCache:
 
     def put(self, key: str, conversation: Conversation, measures: Measures) -> None:
         folder = self._dir(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "measures.json.tmp"
-        tmp.write_text(json.dumps(measures.model_dump(mode="json"), ensure_ascii=False), encoding="utf-8")
-        tmp.replace(folder / "measures.json")
-        tmp = folder / "conversation.json.tmp"
-        tmp.write_text(conversation.to_json(), encoding="utf-8")
-        tmp.replace(folder / "conversation.json")
+        # measures first: an entry counts only once its conversation is there too
+        write_json_atomically(folder / "measures.json", record_json(measures))
+        write_json_atomically(folder / "conversation.json", conversation.to_json())

@@ -24,6 +24,19 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+def write_json_atomically(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a killed worker never leaves half a JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def record_json(record: BaseModel) -> str:
+    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2)
+
+
 class Word(_Record):
     """One recognised word (for Chinese: usually one or two characters) with its timing."""
 
@@ -99,15 +112,10 @@ class Conversation(_Record):
         return "".join(u.text for u in self.utterances if u.role == role)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2)
+        return record_json(self)
 
     def write(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.call_id}.conversation.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_json_atomically(Path(out_dir) / f"{self.call_id}.conversation.json", self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> "Conversation":
@@ -183,12 +191,7 @@ class Measures(_Record):
     min_silence_s: float = 1.0
 
     def write(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.call_id}.measures.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_json_atomically(Path(out_dir) / f"{self.call_id}.measures.json", record_json(self))
 
     @classmethod
     def read(cls, path: Path) -> "Measures":

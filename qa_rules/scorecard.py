@@ -4,11 +4,12 @@ Field names are a contract with the store and the review UI; add fields, never r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from pipelines.records import record_json, write_json_atomically
 
 Verdict = Literal["pass", "fail", "na"]
 
@@ -63,16 +64,10 @@ class Scorecard(BaseModel):
     asr_confidence: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2)
+        return record_json(self)
 
     def write(self, out_dir: Path | str) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.call_id}.scorecard.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_json_atomically(Path(out_dir) / f"{self.call_id}.scorecard.json", self.to_json())
 
     @classmethod
     def read(cls, path: Path | str) -> "Scorecard":

@@ -44,7 +44,8 @@ if ! .venv/bin/python -c 'import torch, torchaudio; assert torch.__version__.sta
   "${PIP[@]}" install -r constraints.txt
 fi
 say "installing callqa and its dependencies"
-"${PIP[@]}" install -c constraints.txt -e ".[dev]" 2>&1 | grep -v -E "^WARNING: Location|is ignored: it is neither" || true
+# (pip's notes about this machine's extra local indexes are filtered out; its exit status is kept)
+"${PIP[@]}" install -c constraints.txt -e ".[dev]" 2> >(grep -v -E "is ignored: it is neither" >&2)
 say "checking imports"
 .venv/bin/python -c 'import pipelines, models, qa_rules, faster_whisper, pyannote.audio, torchcodec, torchaudio'
 
