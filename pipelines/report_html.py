@@ -53,6 +53,7 @@ def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path)
     html = _env().get_template("scorecard.html.j2").render(
         card=card, conversation=conversation, lanes=lanes, marks=marks, audio_src=audio_src,
         duration=max(conversation.duration_s, 1.0), role_names=ROLE_NAMES,
+        speaker_roles={s.id: s.role for s in conversation.speakers},
     )
     path.write_text(html, encoding="utf-8")
     return path

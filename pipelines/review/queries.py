@@ -1,0 +1,236 @@
+"""What the review console reads from and writes to the results store.
+
+Kept apart from the web layer so that the queue order, the call page's data and the rule that a
+human review is stored *beside* the machine verdict (never over it) can be tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pipelines.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("pass", "fail", "na")
+SORTS = ("severity", "agent", "date", "rule")
+"""Queue orders a supervisor can pick; ``severity`` (the default) puts fatal calls first."""
+
+
+class ReviewError(ValueError):
+    """A review that cannot be stored; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One call that needs a human look, with what makes it need one."""
+
+    call_id: str
+    agent_id: str | None
+    team: str | None
+    started_at: str | None
+    percent: float | None
+    passed: bool | None
+    fatal: bool
+    flags: list[str]
+    failed_rules: list[str]
+    reviews: int
+
+    @property
+    def severity_key(self) -> tuple:
+        """Fatal first, then lowest score, then most flags and failed rules."""
+        percent = self.percent if self.percent is not None else 0.0
+        return (not self.fatal, percent, -len(self.flags), -len(self.failed_rules), self.call_id)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    start: float | None
+    end: float | None
+    speaker: str | None
+    text: str | None
+    measured: object = None
+    expected: object = None
+
+
+@dataclass
+class RuleView:
+    """A rule's machine verdict and, beside it, every human review of it on this call."""
+
+    rule_id: str
+    title: str
+    category: str
+    verdict: str
+    points: float
+    max_points: float
+    fatal: bool
+    evidence: list[Evidence]
+    reviews: list[ReviewRow] = field(default_factory=list)
+
+    @property
+    def latest_review(self) -> ReviewRow | None:
+        return self.reviews[-1] if self.reviews else None
+
+
+@dataclass
+class CallView:
+    call: CallRow
+    flags: list[FlagRow]
+    rules: list[RuleView]
+    utterances: list[UtteranceRow]
+
+
+# --------------------------------------------------------------------------- queue
+def flagged_queue(store: Store, sort: str = "severity", rule: str | None = None, agent: str | None = None,
+                  limit: int = 500) -> list[QueueItem]:
+    """Scored calls with a flag, a failed rule or a failing score, in the order asked for.
+
+    ``rule`` keeps calls where that rule failed or raised a flag; ``agent`` keeps one agent's calls.
+    """
+    if sort not in SORTS:
+        raise ReviewError(f"unknown sort {sort!r} — use one of: {', '.join(SORTS)}")
+    with Session(store.engine) as session:
+        calls = {c.call_id: c for c in session.scalars(select(CallRow).where(CallRow.status == "done"))}
+        flags: dict[str, list[FlagRow]] = {}
+        for row in session.scalars(select(FlagRow).order_by(FlagRow.id)):
+            flags.setdefault(row.call_id, []).append(row)
+        failed: dict[str, list[str]] = {}
+        for call_id, rule_id in session.execute(
+            select(RuleResultRow.call_id, RuleResultRow.rule_id).where(RuleResultRow.verdict == "fail")
+            .order_by(RuleResultRow.rule_id)
+        ):
+            failed.setdefault(call_id, []).append(rule_id)
+        reviews = dict(session.execute(select(ReviewRow.call_id, func.count()).group_by(ReviewRow.call_id)).all())
+
+    items = []
+    for call_id, call in calls.items():
+        call_flags = flags.get(call_id, [])
+        call_failed = failed.get(call_id, [])
+        if not call_flags and not call_failed and call.passed is not False:
+            continue
+        if agent and call.agent_id != agent:
+            continue
+        if rule and rule not in call_failed and all(f.rule_id != rule for f in call_flags):
+            continue
+        items.append(QueueItem(
+            call_id=call_id, agent_id=call.agent_id, team=call.team, started_at=call.started_at,
+            percent=call.percent, passed=call.passed, fatal=bool(call.fatal),
+            flags=[f.reason for f in call_flags], failed_rules=call_failed, reviews=int(reviews.get(call_id, 0)),
+        ))
+    return _sorted(items, sort)[:limit]
+
+
+def _sorted(items: list[QueueItem], sort: str) -> list[QueueItem]:
+    """Every order falls back to severity, so ties still show the worst calls first."""
+    items = sorted(items, key=lambda i: i.severity_key)
+    if sort == "agent":
+        items.sort(key=lambda i: (i.agent_id is None, i.agent_id or ""))
+    elif sort == "date":  # newest first; undated calls last
+        items.sort(key=lambda i: i.started_at or "", reverse=True)
+        items.sort(key=lambda i: i.started_at is None)
+    elif sort == "rule":  # by the first failed rule's id; calls with only flags last
+        items.sort(key=lambda i: (not i.failed_rules, i.failed_rules[0] if i.failed_rules else ""))
+    return items
+
+
+def queue_choices(store: Store) -> tuple[list[str], list[str]]:
+    """Agents and rules to offer in the queue's filters."""
+    with Session(store.engine) as session:
+        agents = [a for a in session.scalars(select(CallRow.agent_id).distinct().order_by(CallRow.agent_id)) if a]
+        rules = list(session.scalars(select(RuleResultRow.rule_id).distinct().order_by(RuleResultRow.rule_id)))
+    return agents, rules
+
+
+# --------------------------------------------------------------------------- call page
+def call_view(store: Store, call_id: str) -> CallView | None:
+    """Everything the call page shows, or ``None`` for a call id the store does not know."""
+    with Session(store.engine) as session:
+        call = session.get(CallRow, call_id)
+        if call is None:
+            return None
+        flags = list(session.scalars(select(FlagRow).where(FlagRow.call_id == call_id).order_by(FlagRow.id)))
+        results = list(session.scalars(select(RuleResultRow).where(RuleResultRow.call_id == call_id).order_by(RuleResultRow.id)))
+        utterances = list(session.scalars(select(UtteranceRow).where(UtteranceRow.call_id == call_id).order_by(UtteranceRow.idx)))
+        reviews = list(session.scalars(
+            select(ReviewRow).where(ReviewRow.call_id == call_id).order_by(ReviewRow.created_at, ReviewRow.id)
+        ))
+        session.expunge_all()
+    titles = _rule_titles(call.scorecard_path)
+    rules = []
+    for row in results:
+        rules.append(RuleView(
+            rule_id=row.rule_id, title=titles.get(row.rule_id, ""), category=row.category, verdict=row.verdict,
+            points=row.points, max_points=row.max_points, fatal=row.fatal, evidence=_evidence(row),
+            reviews=[r for r in reviews if r.rule_id == row.rule_id],
+        ))
+    # failed and fatal rules first: that is what the reviewer came for
+    rules.sort(key=lambda r: (r.verdict != "fail", not r.fatal, r.verdict != "na"))
+    return CallView(call=call, flags=flags, rules=rules, utterances=utterances)
+
+
+def _evidence(row: RuleResultRow) -> list[Evidence]:
+    try:
+        items = json.loads(row.evidence or "[]")
+    except json.JSONDecodeError:
+        log.warning("call %s rule %s: evidence is not JSON; shown without evidence", row.call_id, row.rule_id)
+        return []
+    known = set(Evidence.__dataclass_fields__)
+    return [Evidence(**{k: v for k, v in item.items() if k in known}) for item in items if isinstance(item, dict)]
+
+
+def _rule_titles(scorecard_path: str | None) -> dict[str, str]:
+    """Rule titles live in the scorecard file, not the store; a missing file only loses titles."""
+    if not scorecard_path:
+        return {}
+    try:
+        card = json.loads(Path(scorecard_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        log.info("no rule titles from %s: %s", scorecard_path, exc)
+        return {}
+    titles = {}
+    for rule in card.get("rules", []):
+        title = rule.get("title", "")
+        if isinstance(title, dict):
+            title = " / ".join(str(v) for v in (title.get("zh"), title.get("en")) if v)
+        titles[rule.get("id", "")] = str(title)
+    return titles
+
+
+def audio_path(store: Store, call_id: str) -> Path | None:
+    """The recording of a call in the store — the only way the console finds an audio file."""
+    with Session(store.engine) as session:
+        call = session.get(CallRow, call_id)
+        return Path(call.source) if call is not None and call.source else None
+
+
+# --------------------------------------------------------------------------- reviews
+def save_review(store: Store, call_id: str, rule_id: str, human_verdict: str, reviewer: str, note: str = "",
+                now: float | None = None) -> ReviewRow:
+    """Store a human verdict beside the machine's; the rule result itself is never changed."""
+    reviewer = reviewer.strip()
+    if not reviewer:
+        raise ReviewError("enter your name in the reviewer field before saving a review")
+    if human_verdict not in VERDICTS:
+        raise ReviewError(f"verdict {human_verdict!r} is not one of {', '.join(VERDICTS)}")
+    with Session(store.engine) as session, session.begin():
+        result = session.scalars(
+            select(RuleResultRow).where(RuleResultRow.call_id == call_id, RuleResultRow.rule_id == rule_id)
+        ).first()
+        if result is None:
+            raise ReviewError(f"call {call_id} has no result for rule {rule_id}; reload the call page (it may have been re-scored)")
+        review = ReviewRow(
+            call_id=call_id, rule_id=rule_id, machine_verdict=result.verdict, human_verdict=human_verdict,
+            reviewer=reviewer[:100], note=note.strip(), created_at=now if now is not None else time.time(),
+        )
+        session.add(review)
+        session.flush()
+        session.expunge(review)
+    log.info("review: %s %s machine=%s human=%s by %s", call_id, rule_id, review.machine_verdict, human_verdict, reviewer)
+    return review
