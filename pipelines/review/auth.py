@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -54,8 +55,7 @@ def gate(request: Request, token: str) -> Response | None:
     if how == "query" and request.method == "GET":
         # keep the token out of the address bar, history and Referer: cookie it and drop it
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        url = request.url.replace_query_params(**dict(query)) if query else request.url.replace(query="")
-        response = RedirectResponse(str(url), status_code=303)
+        response = RedirectResponse(str(request.url.replace(query=urlencode(query))), status_code=303)
         remember(response, TOKEN_COOKIE, token)
         return response
     return None

@@ -70,13 +70,26 @@ def cohen_kappa(pairs: list[tuple[str, str]], labels: tuple[str, ...] = BINARY) 
     return (observed - expected) / (1.0 - expected)
 
 
-def current_pairs(store: Store) -> list[Pair]:
-    """The latest review of every reviewed (call, rule), as machine-vs-human pairs."""
+def latest_reviews(store: Store) -> list[ReviewRow]:
+    """The current human ruling on every reviewed (call, rule): its latest review."""
     latest: dict[tuple[str, str], ReviewRow] = {}
     with Session(store.engine) as session:
         for review in session.scalars(select(ReviewRow).order_by(ReviewRow.created_at, ReviewRow.id)):
             latest[(review.call_id, review.rule_id)] = review
-    return [Pair(r.rule_id, r.machine_verdict, r.human_verdict) for r in latest.values()]
+        session.expunge_all()
+    return list(latest.values())
+
+
+def current_pairs(store: Store) -> list[Pair]:
+    """The latest review of every reviewed (call, rule), as machine-vs-human pairs."""
+    return [Pair(r.rule_id, r.machine_verdict, r.human_verdict) for r in latest_reviews(store)]
+
+
+def disagreements(store: Store, rows: list[RuleAgreement]) -> list[ReviewRow]:
+    """The overturned items, in the table's rule order, so a rulebook author can read the cases."""
+    order = {r.rule_id: i for i, r in enumerate(rows)}
+    found = [r for r in latest_reviews(store) if r.machine_verdict != r.human_verdict]
+    return sorted(found, key=lambda r: (order.get(r.rule_id, len(order)), r.call_id))
 
 
 def agreement(pairs: list[Pair]) -> list[RuleAgreement]:
@@ -130,8 +143,8 @@ def to_csv(rows: list[RuleAgreement]) -> str:
     return buffer.getvalue()
 
 
-def write_report(rows: list[RuleAgreement], total: RuleAgreement, out: Path) -> Path:
-    """``.csv`` or ``.html`` by the file's suffix."""
+def write_report(rows: list[RuleAgreement], total: RuleAgreement, out: Path, cases: list[ReviewRow] = ()) -> Path:
+    """``.csv`` (the per-rule table) or ``.html`` (the table and the overturned cases) by the file's suffix."""
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
@@ -139,7 +152,7 @@ def write_report(rows: list[RuleAgreement], total: RuleAgreement, out: Path) -> 
     elif suffix in (".html", ".htm"):
         from pipelines.review.web import render
 
-        out.write_text(render("calibration.html.j2", rows=rows, total=total, standalone=True), encoding="utf-8")
+        out.write_text(render("calibration.html.j2", rows=rows, total=total, cases=list(cases), standalone=True), encoding="utf-8")
     else:
         raise ValueError(f"cannot write calibration as {out.name}: use a .csv or .html file name")
     return out

@@ -1,9 +1,87 @@
-"""`callqa` commands of the review package, registered on the main app by `pipelines.cli`."""
+"""`callqa` commands of the review package, registered on the main app by `pipelines.cli`:
+``serve`` (the review console) and ``calibrate`` (machine-vs-human agreement per rule)."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+log = logging.getLogger(__name__)
+
+
+def open_store(store: Optional[str], store_dir: Optional[Path]):
+    """The results store named on the command line; exits with a fix-it message when there is none."""
+    from pipelines.store import Store, default_store_url
+
+    if not store and not store_dir:
+        _fail("give --store URL or --store-dir OUT (the folder of a `callqa run` holding callqa.db)")
+    url = store or default_store_url(store_dir)
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():
+        _fail(f"no results store at {url} — run `callqa run` first or point --store-dir at its output folder")
+    return Store(url)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def serve(
+    store: Optional[str] = typer.Option(None, help="Results store URL."),
+    store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; keep 127.0.0.1 unless behind a proxy."),
+    port: int = typer.Option(8765, help="Port to listen on."),
+    token: Optional[str] = typer.Option(None, help="Access token (default: $CALLQA_REVIEW_TOKEN, else a new one)."),
+) -> None:
+    """Run the review console: flagged-call queue, call pages with audio, human reviews, calibration."""
+    import uvicorn
+
+    from pipelines.review.app import create_app
+    from pipelines.review.auth import resolve_token
+
+    results = open_store(store, store_dir)
+    token, generated = resolve_token(token)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the console listens on %s: anyone who can reach it and has the token can hear the calls", host)
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    typer.echo(f"review console: http://{shown}:{port}/queue?token={token}")
+    if generated:
+        typer.echo("(token generated for this run; set --token or CALLQA_REVIEW_TOKEN to keep one across restarts)")
+    uvicorn.run(create_app(results, token), host=host, port=port, log_level="info")
+
+
+def calibrate(
+    store: Optional[str] = typer.Option(None, help="Results store URL."),
+    store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the table to FILE.csv or FILE.html."),
+) -> None:
+    """Machine-vs-human agreement per rule (counts, % agreement, Cohen's kappa), most disagreeing first."""
+    from pipelines.review import calibration
+
+    results = open_store(store, store_dir)
+    pairs = calibration.current_pairs(results)
+    rows = calibration.agreement(pairs)
+    total = calibration.overall(pairs)
+    if out is not None:
+        try:
+            calibration.write_report(rows, total, out, calibration.disagreements(results, rows))
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(str(out))
+        return
+    if not rows:
+        typer.echo("no human reviews in this store yet — review calls in `callqa serve` first")
+        return
+    typer.echo(f"{'rule':40} {'reviewed':>8} {'agree':>6} {'%agree':>7} {'kappa':>6}")
+    for row in rows + [total]:
+        kappa = "—" if row.kappa is None else f"{row.kappa:.2f}"
+        typer.echo(f"{row.rule_id:40} {row.reviewed:>8} {row.agree:>6} {row.percent_agree:>7.1f} {kappa:>6}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to `app`."""
+    app.command("serve")(serve)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,28 @@
+"""Helpers shared by the review tests (named ``test_review_*`` only because that is the review
+package's share of ``tests/``; it holds no tests).
+
+Building a store scores 13 calls (about a second); tests that write to a store get a copy of a
+store built once per session instead, which keeps the review tests well under a minute.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from pipelines.store import Store, default_store_url
+from store_fixtures import BuiltStore
+
+
+def copy_store(built: BuiltStore, dest: Path) -> BuiltStore:
+    """A private copy of ``built``'s SQLite store under ``dest/results`` (scorecards stay shared, read-only)."""
+    out_dir = dest / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(built.store.url.split("///", 1)[1])
+    target = sqlite3.connect(out_dir / "callqa.db")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return BuiltStore(store=Store(default_store_url(out_dir)), out_dir=out_dir, call_ids=list(built.call_ids))

@@ -1,0 +1,116 @@
+"""The console in a real browser: headless Debian Chromium (no Playwright browser download) opens
+the queue, opens a call, clicks evidence and the audio seeks there, then saves a review."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipelines.review.app import create_app
+from pipelines.store import ReviewRow
+from store_fixtures import build_store
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+TOKEN = "browser-token"
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    """The app served by uvicorn on a free 127.0.0.1 port, in a background thread."""
+    built = build_store(tmp_path_factory.mktemp("browser"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(built.store, TOKEN), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the console did not start within 10 s"
+        time.sleep(0.05)
+    yield built, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_queue_call_seek_and_review_in_chromium(console):
+    assert CHROMIUM.is_file(), (
+        f"Debian Chromium is missing at {CHROMIUM}: the browser test needs it — install it with "
+        "`apt-get install -y chromium` (Playwright's own browser download is not used)"
+    )
+    from playwright.sync_api import sync_playwright
+
+    built, base = console
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{base}/queue?token={TOKEN}")
+            assert page.url == f"{base}/queue", "the token is dropped from the address once cookied"
+            rows = page.locator("tr.call")
+            assert rows.count() == 10
+            assert rows.first.get_attribute("data-call") == "zh_rude_repeat"
+
+            rows.first.locator("a.call-link").click()
+            page.wait_for_url(f"{base}/calls/zh_rude_repeat")
+            page.wait_for_function("document.getElementById('player').readyState >= 1")
+            duration = page.evaluate("document.getElementById('player').duration")
+            assert duration > 30, f"audio metadata not loaded (duration {duration})"
+
+            rule_row = page.locator('tr.rule[data-rule="forbidden.rude_repeat_request"]')
+            evidence = rule_row.locator("a.seek").first
+            target = float(evidence.get_attribute("data-t"))
+            assert 2.0 < target < duration - 1, f"pick evidence away from the start (got {target})"
+            assert page.evaluate("document.getElementById('player').currentTime") < 0.5
+            evidence.click()
+            page.wait_for_function(
+                "t => { const a = document.getElementById('player'); return !a.seeking && Math.abs(a.currentTime - t) <= 0.5; }",
+                arg=target, timeout=10_000,
+            )
+            now = page.evaluate("document.getElementById('player').currentTime")
+            assert abs(now - target) <= 0.5, f"audio at {now} s after clicking evidence at {target} s"
+
+            page.fill("#reviewer", "Browser Reviewer")
+            rule_row.locator("input[name=note]").fill("polite request, not rude")
+            rule_row.locator("button.overturn").click()
+            page.wait_for_selector('tr.rule[data-rule="forbidden.rude_repeat_request"] .human')
+            shown = page.locator('tr.rule[data-rule="forbidden.rude_repeat_request"] .human').inner_text()
+            assert "PASS" in shown and "overturned fail" in shown and "Browser Reviewer" in shown
+
+            page.goto(f"{base}/calibration")
+            assert page.locator('tr.cal-rule[data-rule="forbidden.rude_repeat_request"] td.disagree').inner_text() == "1"
+        finally:
+            browser.close()
+
+    with Session(built.store.engine) as session:
+        reviews = list(session.scalars(select(ReviewRow)))
+    assert [(r.call_id, r.rule_id, r.machine_verdict, r.human_verdict, r.reviewer, r.note) for r in reviews] == [
+        ("zh_rude_repeat", "forbidden.rude_repeat_request", "fail", "pass", "Browser Reviewer", "polite request, not rude")
+    ]
+
+
+def test_raw_traversal_request_to_live_server_is_404(console):
+    """Send ``..`` segments exactly as written (clients normalise them away) to the real server."""
+    _, base = console
+    port = int(base.rsplit(":", 1)[1])
+    for target in ("/audio/../../etc/passwd", "/audio/..%2F..%2Fetc%2Fpasswd", "/audio/%2e%2e/%2e%2e/etc/passwd"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        status = reply.split(b"\r\n", 1)[0]
+        assert b" 404 " in status, f"{target}: {status!r}"
+        assert b"root:" not in reply
