@@ -46,6 +46,8 @@ class CallRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_at: Mapped[float | None] = mapped_column(Float)
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times a worker took the call: an audit that no call is processed twice."""
     processed_by: Mapped[str | None] = mapped_column(String(200))
     processed_at: Mapped[float | None] = mapped_column(Float)
     input_key: Mapped[str | None] = mapped_column(String(80))
@@ -168,7 +170,7 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         with Session(self.engine) as session, session.begin():
             for call in calls:
-                values = {"call_id": call.call_id, "source": str(call.path), "status": "pending", **call.metadata()}
+                values = {"call_id": call.call_id, "source": str(call.path), "status": "pending", "claims": 0, **call.metadata()}
                 session.execute(insert(CallRow).values(**values).on_conflict_do_nothing(index_elements=["call_id"]))
                 refresh = {"source": str(call.path), **call.metadata()}
                 session.execute(update(CallRow).where(CallRow.call_id == call.call_id).values(**refresh))
@@ -188,7 +190,7 @@ class Store:
             result = session.execute(
                 update(CallRow)
                 .where(CallRow.call_id == call_id, CallRow.status == seen_status, _same(CallRow.claimed_by, seen_claim))
-                .values(status="processing", claimed_by=worker, claimed_at=time.time())
+                .values(status="processing", claimed_by=worker, claimed_at=time.time(), claims=CallRow.claims + 1)
             )
             return result.rowcount == 1
 

@@ -23,6 +23,7 @@ from pipelines.store import Store, default_store_url
 from tests.audio_fixtures import silence, tone, write_wav
 
 CALLQA = [sys.executable, "-m", "pipelines.cli"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -197,27 +198,50 @@ def test_killed_run_resumes_with_nothing_lost_or_doubled(prefect_server, sample_
     assert len(summary) == 1 + len(names)
 
 
-def test_two_workers_share_a_server_and_a_store_without_double_work(prefect_server, real_data, sample_calls, tmp_path):
+def test_two_prefect_process_workers_share_a_server_and_a_store_without_double_work(
+    prefect_server, real_data, sample_calls, tmp_path
+):
+    """The deployment of prefect.yaml, two `process` workers on one server, two flow runs of the
+    same batch at once: every call is processed exactly once."""
     calls = tmp_path / "calls"
     good = _good_calls(calls, real_data)
-    for name in ("en_no_closing.wav", "zh_rude_repeat.flac"):
-        shutil.copy(sample_calls / name, calls / name)
-        good.append(Path(name).stem)
+    shutil.copy(sample_calls / "en_no_closing.wav", calls / "en_no_closing.wav")
+    good.append("en_no_closing")
     out = tmp_path / "out"
-    out.mkdir()
-    results = [out / "worker1.json", out / "worker2.json"]
-    procs = [
-        subprocess.Popen(
-            [*CALLQA, "run", str(calls), "--out", str(out), "--json-result", str(path)], env=_env(prefect_server),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for path in results
+    env = _env(prefect_server, CALLQA_HOME=str(ROOT), PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_WORKER_PREFETCH_SECONDS="5")
+    prefect = [sys.executable, "-m", "prefect"]
+
+    def cli(*args, timeout=300):
+        proc = subprocess.run([*prefect, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    cli("work-pool", "create", "gpu-process", "--type", "process", "--overwrite")
+    cli("--no-prompt", "deploy", "--name", "nightly-qa")
+    workers = [
+        subprocess.Popen([*prefect, "worker", "start", "--pool", "gpu-process", "--limit", "1"], env=env, cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=900)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
-    first, second = (json.loads(p.read_text()) for p in results)
-    assert not set(first["done"]) & set(second["done"]), "a call was processed twice"
-    assert set(first["done"]) | set(second["done"]) == set(good)
-    assert not set(first["transcribed"]) & set(second["transcribed"])
+    try:
+        runs = [
+            subprocess.Popen(
+                [*prefect, "deployment", "run", "qa-batch/nightly-qa", "--param", f"source={calls}",
+                 "--param", f"out={out}", "--watch"],
+                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [run.communicate(timeout=900)[0] for run in runs]
+        assert all(run.returncode == 0 for run in runs), outputs
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
     store = Store(default_store_url(out))
-    assert {r.call_id for r in store.calls("done")} == set(good)
+    rows = store.calls()
+    assert {r.call_id for r in rows if r.status == "done"} == set(good)
+    assert all(r.claims == 1 for r in rows), {r.call_id: r.claims for r in rows}  # nobody processed a call twice
+    for call_id in good:
+        conversation = json.loads((out / f"{call_id}.conversation.json").read_text(encoding="utf-8"))
+        assert store.count("utterances", call_id) == len(conversation["utterances"])
