@@ -154,6 +154,7 @@ class Store:
         for attempt in range(3):  # two workers starting together may race to create the tables
             try:
                 Base.metadata.create_all(self.engine)
+                _add_missing_columns(self.engine)
                 break
             except OperationalError:
                 if attempt == 2:
@@ -269,6 +270,22 @@ class Store:
                     frame.to_csv(path, index=False, encoding="utf-8-sig")
                     written.append(path)
         return written
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Stores only ever gain columns (fields are added, never renamed): a store written by an
+    earlier version gets the new columns, empty, instead of failing."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    default = " DEFAULT 0" if column.name == "claims" else ""
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}'))
 
 
 def _same(column, value):

@@ -82,3 +82,19 @@ def test_a_bad_config_is_one_clear_line(tmp_path):
 def test_cpu_device_choice():
     choice = choose_device("cpu", threads=2)
     assert choice.device == "cpu" and choice.compute_type == "int8" and choice.threads == 2
+
+
+def test_a_store_from_an_earlier_version_gains_new_columns(tmp_path):
+    import sqlite3
+
+    from pipelines.store import CallSource, Store
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as connection:  # the calls table as an earlier version wrote it
+        connection.execute("CREATE TABLE calls (call_id VARCHAR(200) PRIMARY KEY, source TEXT, status VARCHAR(20))")
+        connection.execute("INSERT INTO calls VALUES ('old-call', '/x.wav', 'done')")
+    store = Store(f"sqlite:///{db}")
+    store.register([CallSource(call_id="new-call", path=Path("/y.wav"), agent_id="A1")])
+    rows = {r.call_id: r for r in store.calls()}
+    assert rows["old-call"].status == "done" and rows["old-call"].agent_id is None
+    assert rows["new-call"].agent_id == "A1" and rows["new-call"].claims == 0
