@@ -86,6 +86,11 @@ class CallView:
     rules: list[RuleView]
     utterances: list[UtteranceRow]
 
+    @property
+    def speaker_roles(self) -> dict[str, str]:
+        """Speaker id → role, so evidence reads "agent" rather than "ch1" or "SPEAKER_00"."""
+        return {u.speaker: u.role for u in self.utterances}
+
 
 # --------------------------------------------------------------------------- queue
 def flagged_queue(store: Store, sort: str = "severity", rule: str | None = None, agent: str | None = None,
