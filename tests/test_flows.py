@@ -122,6 +122,12 @@ def test_bad_input_caching_and_rescoring(prefect_server, real_data, tmp_path):
     assert {r.call_id for r in store.calls("done")} == set(good)
     assert {r.call_id: r.error for r in store.calls("failed")}.keys() == set(bad)
 
+    # the run published its summary and the flagged-call table to Prefect
+    for key, expected in (("qa-batch-summary", "QA batch summary"), ("qa-flagged-calls", "call_id")):
+        artifact = subprocess.run([sys.executable, "-m", "prefect", "artifact", "inspect", key],
+                                  env={**_env(prefect_server), "COLUMNS": "400"}, capture_output=True, text=True, timeout=120)
+        assert artifact.returncode == 0 and expected in artifact.stdout, artifact.stdout + artifact.stderr
+
     # 2. a re-run skips finished calls: nothing is transcribed again
     proc, second = _run(prefect_server, calls, out, env_extra=limit)
     assert sorted(second["skipped"]) == sorted(good)
