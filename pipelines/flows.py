@@ -16,9 +16,11 @@ The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +72,15 @@ class BatchResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CallAnalysis:
+    key: str
+    """Content key of the analysis (audio hash + model + parameters)."""
+    cached: bool
+    conversation: Conversation
+    measures: Measures
 
 
 # ---------------------------------------------------------------------------- per worker process
@@ -134,7 +145,7 @@ def _shrink_batches() -> None:
 
 # ---------------------------------------------------------------------------- tasks
 @task(name="analyse call", retries=2, retry_delay_seconds=2, retry_condition_fn=_is_transient, cache_policy=NO_CACHE)
-def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slots: int = 1) -> dict:
+def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slots: int = 1) -> CallAnalysis:
     """Transcribe + diarize + measure (decode once), or take both from the content-keyed cache."""
     from pipelines.audio import decode_audio
     from pipelines.conversation import build_conversation
@@ -142,8 +153,6 @@ def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slot
 
     if not call.path.is_file():
         raise BadAudioError(call.call_id, f"file not found: {call.path}")
-    import os
-
     if not os.access(call.path, os.R_OK):
         raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
     engines = worker_engines(settings)
@@ -155,7 +164,7 @@ def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slot
         conversation = conversation.model_copy(
             update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
         )
-        return {"key": key, "cached": True, "conversation": conversation, "measures": measures.model_copy(update={"call_id": call.call_id})}
+        return CallAnalysis(key, True, conversation, measures.model_copy(update={"call_id": call.call_id}))
     try:
         audio = decode_audio(call.path, max_duration_s=settings.max_duration_s)
     except BadAudioError as exc:
@@ -166,20 +175,18 @@ def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slot
         )
     measures = measure_call(audio, conversation)
     cache.put(key, conversation, measures)
-    return {"key": key, "cached": False, "conversation": conversation, "measures": measures}
+    return CallAnalysis(key, False, conversation, measures)
 
 
 @task(name="score call", cache_policy=NO_CACHE)
 def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> dict:
+    """Write the call's conversation and measures beside its scorecard (JSON + HTML); return the card."""
     from pipelines.scoring import score_and_report
 
     out = Path(out_dir)
     conversation.write(out)
     measures.write(out)
-    row = score_and_report(conversation, measures, out, Path(rulebook_path) if rulebook_path else None)
-    import json
-
-    return json.loads((out / f"{conversation.call_id}.scorecard.json").read_text(encoding="utf-8")) | {"_row": asdict(row)}
+    return score_and_report(conversation, measures, out, Path(rulebook_path) if rulebook_path else None)
 
 
 @task(name="batch summary", cache_policy=NO_CACHE)
@@ -252,14 +259,14 @@ def qa_batch(
             continue
         try:
             analysis = analyse_call(call, settings, cache_root, gpu_slots)
-            (result.cached if analysis["cached"] else result.transcribed).append(call.call_id)
-            card = score_call(analysis["conversation"], analysis["measures"], str(out_dir), rulebook)
+            (result.cached if analysis.cached else result.transcribed).append(call.call_id)
+            card = score_call(analysis.conversation, analysis.measures, str(out_dir), rulebook)
             store.save(
-                call.call_id, worker, input_key, rulebook_key, analysis["conversation"], analysis["measures"], card,
+                call.call_id, worker, input_key, rulebook_key, analysis.conversation, analysis.measures, card,
                 conversation_path=out_dir / f"{call.call_id}.conversation.json",
                 scorecard_path=out_dir / f"{call.call_id}.scorecard.json",
             )
-            rows.append(SummaryRow(**card["_row"]))
+            rows.append(SummaryRow.from_scorecard(card))
             result.done.append(call.call_id)
             notify(call.call_id, "done")
         except CallError as exc:
@@ -282,8 +289,6 @@ def _record_failure(store: Store, worker: str, call: CallSource, reason: str, re
 
 
 def _rows_from_store(store: Store, wanted: set[str], have: set[str]) -> list[SummaryRow]:
-    import json
-
     rows = []
     for row in store.calls():
         if row.call_id not in wanted or row.call_id in have:
@@ -298,8 +303,6 @@ def _rows_from_store(store: Store, wanted: set[str], have: set[str]) -> list[Sum
 def _rulebook_key(rulebook: str | None) -> str:
     """What a finished call must have been scored with to be skipped: the rulebook file's content
     (the language defaults' when none is named), so any edit re-scores."""
-    import hashlib
-
     import qa_rules
 
     paths = [Path(rulebook)] if rulebook else [qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")]
@@ -312,8 +315,6 @@ def _rulebook_key(rulebook: str | None) -> str:
 def _input_key(call: CallSource, settings: Settings) -> str:
     """The store's record of what a finished call was analysed from (file identity + settings),
     cheap enough to check before claiming; the content hash guards the cache itself."""
-    import hashlib
-
     try:
         stat = call.path.stat()
         ident = f"{call.path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"

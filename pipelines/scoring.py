@@ -21,8 +21,10 @@ def load_rulebook_for(language: str, rulebook_path: Path | None):
 
 def score_and_report(
     conversation: Conversation, measures: Measures, out_dir: Path, rulebook_path: Path | None = None, rulebook=None
-) -> SummaryRow:
-    """Score with the given (or the language's default) rulebook; write JSON and HTML."""
+) -> dict:
+    """Score with the given (or the language's default) rulebook; write JSON and HTML.
+
+    Returns the scorecard in its JSON form (the ``scorecard.json`` contract)."""
     import qa_rules
 
     book = rulebook or load_rulebook_for(conversation.language, rulebook_path)
@@ -30,7 +32,7 @@ def score_and_report(
     card.write(out_dir)
     data = card.model_dump(mode="json")
     render_scorecard_html(data, conversation, out_dir)
-    return SummaryRow.from_scorecard(data)
+    return data
 
 
 def measures_path_for(conversation_path: Path) -> Path:
@@ -51,4 +53,4 @@ def rescore_file(conversation_path: Path, out_dir: Path, rulebook_path: Path | N
         raise CallError(call, "score", f"no measures beside the conversation ({measures_file.name}); "
                                        "run `callqa transcribe` on the audio again")
     measures = Measures.read(measures_file)
-    return score_and_report(conversation, measures, out_dir, rulebook_path, rulebook)
+    return SummaryRow.from_scorecard(score_and_report(conversation, measures, out_dir, rulebook_path, rulebook))

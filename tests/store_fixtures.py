@@ -9,7 +9,6 @@ that reports and monthly coaching have a trend to show.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +56,7 @@ def build_store(tmp_path: Path, months: int = 1) -> BuiltStore:
             store.register([source])
             conversation.write(out_dir)
             call_measures.write(out_dir)
-            score_and_report(conversation, call_measures, out_dir)
-            card = json.loads((out_dir / f"{call_id}.scorecard.json").read_text(encoding="utf-8"))
+            card = score_and_report(conversation, call_measures, out_dir)
             store.save(
                 call_id, "fixture", "fixture", "fixture", conversation, call_measures, card,
                 conversation_path=out_dir / f"{call_id}.conversation.json",
