@@ -1,5 +1,9 @@
 """Stage 1: a decoded call becomes a :class:`Conversation` — who said what, when, in which role.
 
+Three steps, each a plain function the Prefect flow runs as its own task: :func:`transcribe_call`
+(language and words), :func:`find_speakers` (voice activity per channel, or pyannote diarization)
+and :func:`assemble_conversation` (words to speakers, utterances, roles).
+
 Stereo calls with one party per channel are transcribed channel by channel (each channel is its
 own speaker; overlaps survive untouched).  Mono calls are transcribed once and diarized by pyannote;
 each word goes to the speaker active around it.
@@ -8,27 +12,134 @@ each word goes to the speaker active around it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from models.transcription import RecognisedSegment
 from pipelines.activity import voice_activity
 from pipelines.audio import SAMPLE_RATE, CallAudio
 from pipelines.engines import SpeechEngines, package_versions
 from pipelines.errors import CallError
 from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
 from pipelines.roles import OPENING_WINDOW_S, RoleDecision, roles_from_channel_map, roles_from_content
-from pipelines.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances, words_of
+from pipelines.speakers import (
+    AttributedWord, ChannelLayout, analyse_channels, assign_speakers, group_utterances, words_of,
+)
 from pipelines.text import join_words, normalise_word
 
 log = logging.getLogger(__name__)
 
-CHANNEL_NAMES = {0: "left", 1: "right"}
 SILENT_DBFS = -60.0
 
 
 def call_id_for(path: Path) -> str:
     return path.stem
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the ASR stage heard: the language, how the channels are laid out, and the words —
+    attributed to their channel (``ch0``/``ch1``) for stereo calls, not yet to a speaker for mono."""
+
+    call_id: str
+    language: str
+    language_probability: float | None
+    layout: ChannelLayout
+    channel_words: list[AttributedWord]
+    mono_segments: list[RecognisedSegment]
+    asr_name: str
+
+    def mono_signal(self, audio: CallAudio) -> np.ndarray:
+        live = self.layout.live_channels
+        return audio.samples[live[0]] if len(live) == 1 else audio.mono()
+
+
+@dataclass(frozen=True)
+class SpeakerActivity:
+    """Who is audible when: per-channel voice activity (stereo) or pyannote's turns (mono)."""
+
+    turns: list[SpeakerTurn]
+    diarization: str | None
+
+
+def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, language: str | None = None) -> Transcript:
+    """Stage: language (detected or forced) and words.  Raises :class:`CallError` for a silent call."""
+    mix = audio.mono()
+    if _rms_dbfs(mix) < SILENT_DBFS:
+        raise CallError(call_id, "transcribe", f"recording is silent (level {_rms_dbfs(mix):.0f} dBFS)")
+    language = language or engines.settings.language
+    language_probability = None
+    if not language:
+        language, language_probability = engines.transcriber.detect_language(mix)
+    layout = analyse_channels(audio.samples)
+    log.info("call %s: %s, %s", call_id, layout.reason, language)
+    words: list[AttributedWord] = []
+    segments: list[RecognisedSegment] = []
+    if layout.mode == "channels":
+        for channel in layout.live_channels:
+            words += words_of(engines.transcriber.transcribe(audio.samples[channel], language), f"ch{channel}")
+    else:
+        live = layout.live_channels
+        signal = audio.samples[live[0]] if len(live) == 1 else mix
+        segments = engines.transcriber.transcribe(signal, language)
+    return Transcript(call_id, language, language_probability, layout, words, segments, engines.transcriber.name)
+
+
+def find_speakers(audio: CallAudio, transcript: Transcript, engines: SpeechEngines) -> SpeakerActivity:
+    """Stage: one speaker per channel from its own voice activity, or pyannote diarization (mono)."""
+    if transcript.layout.mode == "channels":
+        turns = [
+            SpeakerTurn(speaker=f"ch{channel}", start=a, end=b)
+            for channel in transcript.layout.live_channels
+            for a, b in voice_activity(audio.samples[channel], SAMPLE_RATE)
+        ]
+        return SpeakerActivity(turns, None)
+    spans = engines.diarizer.diarize(transcript.mono_signal(audio))
+    return SpeakerActivity([SpeakerTurn(speaker=s.speaker, start=s.start, end=s.end) for s in spans], engines.diarizer.name)
+
+
+def assemble_conversation(
+    audio: CallAudio,
+    transcript: Transcript,
+    activity: SpeakerActivity,
+    device: str,
+    agent_channel: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Conversation:
+    """Stage: words to speakers, utterances, roles — the :class:`Conversation` record."""
+    turns = activity.turns
+    if transcript.layout.mode == "channels":
+        words = transcript.channel_words
+        channel_of = {f"ch{c}": c for c in transcript.layout.live_channels}
+    else:
+        words = assign_speakers(transcript.mono_segments, [(t.speaker, t.start, t.end) for t in turns])
+        channel_of = {}
+    language = transcript.language
+    utterances_words = group_utterances(words)
+    decisions = _decide_roles(utterances_words, turns, channel_of, agent_channel, audio.channels)
+    utterances = [_utterance(run, decisions, language) for run in utterances_words]
+    utterances = [u for u in utterances if u.text]
+    return Conversation(
+        call_id=transcript.call_id,
+        source=str(audio.source),
+        duration_s=round(audio.duration_s, 3),
+        language=language,
+        language_probability=transcript.language_probability,
+        channels=audio.channels,
+        speaker_mode=transcript.layout.mode,
+        speakers=_speakers(decisions, channel_of, turns, utterances),
+        utterances=utterances,
+        turns=sorted(turns, key=lambda t: (t.start, t.speaker)),
+        models=ModelsInfo(
+            asr=f"whisper:{transcript.asr_name}",
+            diarization=activity.diarization,
+            device=device,
+            versions=package_versions(),
+        ),
+        metadata={k: str(v) for k, v in (metadata or {}).items() if v not in (None, "")},
+    )
 
 
 def build_conversation(
@@ -39,64 +150,14 @@ def build_conversation(
     agent_channel: str | None = None,
     metadata: dict[str, str] | None = None,
 ) -> Conversation:
-    """Transcribe, attribute and label one call.  Raises :class:`CallError` for unusable audio."""
-    settings = engines.settings
+    """Transcribe, find the speakers, attribute and label one call (the three stages in a row).
+    Raises :class:`CallError` for unusable audio."""
     call_id = call_id or call_id_for(audio.source)
-    language = language or settings.language
-    agent_channel = agent_channel or settings.agent_channel
-    mix = audio.mono()
-    if _rms_dbfs(mix) < SILENT_DBFS:
-        raise CallError(call_id, "transcribe", f"recording is silent (level {_rms_dbfs(mix):.0f} dBFS)")
-
-    language_probability = None
-    if not language:
-        language, language_probability = engines.transcriber.detect_language(mix)
-
-    layout = analyse_channels(audio.samples)
-    log.info("call %s: %s, %s", call_id, layout.reason, language)
-    channel_of: dict[str, int] = {}
-    if layout.mode == "channels":
-        words: list[AttributedWord] = []
-        turns: list[SpeakerTurn] = []
-        for channel in layout.live_channels:
-            speaker = f"ch{channel}"
-            channel_of[speaker] = channel
-            signal = audio.samples[channel]
-            words += words_of(engines.transcriber.transcribe(signal, language), speaker)
-            turns += [SpeakerTurn(speaker=speaker, start=a, end=b) for a, b in voice_activity(signal, SAMPLE_RATE)]
-        diarization_name = None
-    else:
-        signal = audio.samples[layout.live_channels[0]] if len(layout.live_channels) == 1 else mix
-        segments = engines.transcriber.transcribe(signal, language)
-        spans = engines.diarizer.diarize(signal)
-        words = assign_speakers(segments, [(s.speaker, s.start, s.end) for s in spans])
-        turns = [SpeakerTurn(speaker=s.speaker, start=s.start, end=s.end) for s in spans]
-        diarization_name = engines.diarizer.name
-
-    utterances_words = group_utterances(words)
-    decisions = _decide_roles(utterances_words, turns, channel_of, agent_channel, audio.channels)
-    utterances = [_utterance(run, decisions, language) for run in utterances_words]
-    utterances = [u for u in utterances if u.text]
-    speakers = _speakers(decisions, channel_of, turns, utterances)
-
-    return Conversation(
-        call_id=call_id,
-        source=str(audio.source),
-        duration_s=round(audio.duration_s, 3),
-        language=language,
-        language_probability=language_probability,
-        channels=audio.channels,
-        speaker_mode=layout.mode,
-        speakers=speakers,
-        utterances=utterances,
-        turns=sorted(turns, key=lambda t: (t.start, t.speaker)),
-        models=ModelsInfo(
-            asr=f"whisper:{engines.transcriber.name}",
-            diarization=diarization_name,
-            device=engines.device.describe(),
-            versions=package_versions(),
-        ),
-        metadata={k: str(v) for k, v in (metadata or {}).items() if v not in (None, "")},
+    transcript = transcribe_call(audio, engines, call_id, language)
+    activity = find_speakers(audio, transcript, engines)
+    return assemble_conversation(
+        audio, transcript, activity, engines.device.describe(),
+        agent_channel or engines.settings.agent_channel, metadata,
     )
 
 

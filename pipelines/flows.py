@@ -29,6 +29,7 @@ from typing import Callable
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
+from models.errors import ModelUnavailableError
 from pipelines.cache import AnalysisCache, analysis_key, audio_sha256
 from pipelines.errors import BadAudioError, CallError
 from pipelines.records import Conversation, Measures
@@ -144,20 +145,55 @@ def _shrink_batches() -> None:
 
 
 # ---------------------------------------------------------------------------- tasks
-@task(name="analyse call", retries=2, retry_delay_seconds=2, retry_condition_fn=_is_transient, cache_policy=NO_CACHE)
-def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slots: int = 1) -> CallAnalysis:
-    """Transcribe + diarize + measure (decode once), or take both from the content-keyed cache."""
+_RETRY = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _is_transient, "cache_policy": NO_CACHE}
+
+
+@task(name="transcribe", **_RETRY)
+def transcribe_task(call: CallSource, settings: Settings, gpu_slots: int = 1):
+    """Decode the call once and transcribe it (faster-whisper); returns the audio for the next steps."""
     from pipelines.audio import decode_audio
-    from pipelines.conversation import build_conversation
+    from pipelines.conversation import transcribe_call
+
+    if not os.access(call.path, os.R_OK):
+        raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
+    try:
+        audio = decode_audio(call.path, max_duration_s=settings.max_duration_s)
+    except BadAudioError as exc:
+        raise BadAudioError(call.call_id, exc.reason) from exc
+    with _slots(gpu_slots):
+        return audio, transcribe_call(audio, worker_engines(settings), call.call_id)
+
+
+@task(name="diarize", **_RETRY)
+def diarize_task(audio, transcript, settings: Settings, gpu_slots: int = 1):
+    """Who is audible when: channel voice activity (stereo) or pyannote diarization (mono)."""
+    from pipelines.conversation import find_speakers
+
+    with _slots(gpu_slots):
+        return find_speakers(audio, transcript, worker_engines(settings))
+
+
+@task(name="measure", cache_policy=NO_CACHE)
+def measure_task(audio, transcript, activity, call: CallSource, settings: Settings) -> tuple[Conversation, Measures]:
+    """Attribute words, label roles, and measure loudness, pitch, rate, silences and overlaps."""
+    from pipelines.conversation import assemble_conversation
     from pipelines.measures import measure_call
+
+    conversation = assemble_conversation(
+        audio, transcript, activity, worker_engines(settings).device.describe(),
+        call.channel_map or settings.agent_channel, call.metadata(),
+    )
+    return conversation, measure_call(audio, conversation)
+
+
+def analyse(call: CallSource, settings: Settings, cache: AnalysisCache, gpu_slots: int) -> CallAnalysis:
+    """transcribe → diarize → measure as Prefect tasks, or the content-keyed cache when it has them."""
+    from models.store import ModelStore
 
     if not call.path.is_file():
         raise BadAudioError(call.call_id, f"file not found: {call.path}")
-    if not os.access(call.path, os.R_OK):
-        raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
-    engines = worker_engines(settings)
-    key = analysis_key(audio_sha256(call.path), settings, engines.transcriber.model_dir, call.channel_map)
-    cache = AnalysisCache(Path(cache_root))
+    model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
+    key = analysis_key(audio_sha256(call.path), settings, model_dir, call.channel_map)
     hit = cache.get(key)
     if hit is not None:
         conversation, measures = hit
@@ -165,15 +201,9 @@ def analyse_call(call: CallSource, settings: Settings, cache_root: str, gpu_slot
             update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
         )
         return CallAnalysis(key, True, conversation, measures.model_copy(update={"call_id": call.call_id}))
-    try:
-        audio = decode_audio(call.path, max_duration_s=settings.max_duration_s)
-    except BadAudioError as exc:
-        raise BadAudioError(call.call_id, exc.reason) from exc
-    with _slots(gpu_slots):
-        conversation = build_conversation(
-            audio, engines, call_id=call.call_id, agent_channel=call.channel_map, metadata=call.metadata()
-        )
-    measures = measure_call(audio, conversation)
+    audio, transcript = transcribe_task(call, settings, gpu_slots)
+    activity = diarize_task(audio, transcript, settings, gpu_slots)
+    conversation, measures = measure_task(audio, transcript, activity, call, settings)
     cache.put(key, conversation, measures)
     return CallAnalysis(key, False, conversation, measures)
 
@@ -243,8 +273,12 @@ def qa_batch(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Store(store_url or default_store_url(out_dir))
-    cache_root = str(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
+    cache = AnalysisCache(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
     rulebook_key = _rulebook_key(rulebook)
+    from models.store import ModelStore
+
+    # A missing model stops the run here with its fix, instead of failing every call one by one.
+    ModelStore(settings.model_store).whisper(settings.asr_model)
     calls = read_source(source)
     store.register(calls)
     worker = worker_identity()
@@ -258,7 +292,7 @@ def qa_batch(
             notify(call.call_id, "skipped")
             continue
         try:
-            analysis = analyse_call(call, settings, cache_root, gpu_slots)
+            analysis = analyse(call, settings, cache, gpu_slots)
             (result.cached if analysis.cached else result.transcribed).append(call.call_id)
             card = score_call(analysis.conversation, analysis.measures, str(out_dir), rulebook)
             store.save(
@@ -272,6 +306,9 @@ def qa_batch(
         except CallError as exc:
             _record_failure(store, worker, call, exc.reason, result, rows)
             notify(call.call_id, "failed")
+        except ModelUnavailableError:
+            store.release(call.call_id)
+            raise
         except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
             _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
             notify(call.call_id, "failed")

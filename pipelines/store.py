@@ -195,6 +195,14 @@ class Store:
             )
             return result.rowcount == 1
 
+    def release(self, call_id: str) -> None:
+        """Give a claimed call back (pending) when the worker, not the call, is at fault."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(CallRow).where(CallRow.call_id == call_id, CallRow.status == "processing")
+                .values(status="pending", claimed_by=None)
+            )
+
     def mark_failed(self, call_id: str, worker: str, reason: str) -> None:
         with Session(self.engine) as session, session.begin():
             session.execute(
