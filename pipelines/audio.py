@@ -102,9 +102,10 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
-def peak_dbfs(signal: np.ndarray) -> float:
-    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
-    return 20 * np.log10(peak) if peak > 0 else -np.inf
+def rms_dbfs(signal: np.ndarray) -> float:
+    """RMS level in dBFS (−inf for digital silence or an empty signal)."""
+    rms = float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) if signal.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else -np.inf
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from models.transcription import RecognisedSegment
 from pipelines.activity import voice_activity
-from pipelines.audio import SAMPLE_RATE, CallAudio
+from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
 from pipelines.engines import SpeechEngines, package_versions
 from pipelines.errors import CallError
 from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
@@ -67,8 +67,8 @@ class SpeakerActivity:
 def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, language: str | None = None) -> Transcript:
     """Stage: language (detected or forced) and words.  Raises :class:`CallError` for a silent call."""
     mix = audio.mono()
-    if _rms_dbfs(mix) < SILENT_DBFS:
-        raise CallError(call_id, "transcribe", f"recording is silent (level {_rms_dbfs(mix):.0f} dBFS)")
+    if rms_dbfs(mix) < SILENT_DBFS:
+        raise CallError(call_id, "transcribe", f"recording is silent (level {rms_dbfs(mix):.0f} dBFS)")
     language = language or engines.settings.language
     language_probability = None
     if not language:
@@ -220,8 +220,3 @@ def _speakers(
             )
         )
     return out
-
-
-def _rms_dbfs(signal: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) if signal.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else -np.inf

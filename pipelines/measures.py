@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from pipelines.audio import SAMPLE_RATE, CallAudio
+from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
 from pipelines.records import Conversation, Measures, Overlap, Silence, SpeakerTurn, UtteranceMeasures, Utterance
 from pipelines.text import CHINESE_LANGUAGES, count_cjk
 
@@ -128,7 +128,7 @@ def _measure_utterance(
         start=utterance.start,
         end=utterance.end,
         voiced_s=round(voiced_s, 3),
-        loudness_dbfs=_rms_dbfs(voiced),
+        loudness_dbfs=_level_dbfs(voiced),
         loudness_lufs=_lufs(voiced),
         peak_dbfs=round(20 * np.log10(max(float(np.max(np.abs(voiced))), 1e-10)), 2) if voiced.size else None,
         clipping_ratio=round(float(np.mean(np.abs(voiced) >= CLIP_LEVEL)), 5) if voiced.size else 0.0,
@@ -140,11 +140,8 @@ def _measure_utterance(
     )
 
 
-def _rms_dbfs(x: np.ndarray) -> float | None:
-    if x.size == 0:
-        return None
-    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-    return round(20 * np.log10(max(rms, 1e-10)), 2)
+def _level_dbfs(x: np.ndarray) -> float | None:
+    return round(max(rms_dbfs(x), -200.0), 2) if x.size else None
 
 
 def _lufs(x: np.ndarray) -> float | None:
