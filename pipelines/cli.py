@@ -20,6 +20,15 @@ models_app = typer.Typer(no_args_is_help=True, help="The local model store.")
 app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
+# The speech settings shared by `transcribe` and `run` (see pipelines.settings.Settings).
+CONFIG_OPTION = typer.Option(None, help="YAML settings file (see README).")
+ASR_MODEL_OPTION = typer.Option(None, help="Whisper model: a store name (base, large-v3) or a CT2 folder.")
+DEVICE_OPTION = typer.Option(None, help="auto, cpu or cuda.")
+THREADS_OPTION = typer.Option(None, help="CPU threads for the models.")
+LANGUAGE_OPTION = typer.Option(None, help="Force the language (zh, en); default: detect per call.")
+NUM_SPEAKERS_OPTION = typer.Option(None, help="Speakers in mono calls (default 2; 0 = let clustering decide).")
+AGENT_CHANNEL_OPTION = typer.Option(None, help="Stereo channel map: 'left' or 'right' holds the agent.")
+
 EXIT_PARTIAL = 3
 """Exit status when some calls failed and the others were written."""
 
@@ -74,13 +83,13 @@ def models_list(store: Optional[Path] = typer.Option(None)) -> None:
 def transcribe(
     inputs: list[str] = typer.Argument(..., help="Call recordings, folders or globs."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <call_id>.conversation.json files."),
-    config: Optional[Path] = typer.Option(None, help="YAML settings file (see README)."),
-    asr_model: Optional[str] = typer.Option(None, help="Whisper model: a store name (base, large-v3) or a CT2 folder."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for the models."),
-    language: Optional[str] = typer.Option(None, help="Force the language (zh, en); default: detect per call."),
-    num_speakers: Optional[int] = typer.Option(None, help="Speakers in mono calls (default 2; 0 = let clustering decide)."),
-    agent_channel: Optional[str] = typer.Option(None, help="Stereo channel map: 'left' or 'right' holds the agent."),
+    config: Optional[Path] = CONFIG_OPTION,
+    asr_model: Optional[str] = ASR_MODEL_OPTION,
+    device: Optional[str] = DEVICE_OPTION,
+    threads: Optional[int] = THREADS_OPTION,
+    language: Optional[str] = LANGUAGE_OPTION,
+    num_speakers: Optional[int] = NUM_SPEAKERS_OPTION,
+    agent_channel: Optional[str] = AGENT_CHANNEL_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Write a speaker-attributed, role-labelled transcript per call (``<call_id>.conversation.json``)
@@ -99,13 +108,13 @@ def run(
     cache_dir: Optional[Path] = typer.Option(None, help="Analysis cache folder (default: OUT/.cache/analysis)."),
     gpu_slots: int = typer.Option(1, help="Concurrent model calls per worker."),
     force: bool = typer.Option(False, help="Re-score calls already finished with the same inputs."),
-    config: Optional[Path] = typer.Option(None, help="YAML settings file (see README)."),
-    asr_model: Optional[str] = typer.Option(None, help="Whisper model: a store name or a CT2 folder."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-    threads: Optional[int] = typer.Option(None),
-    language: Optional[str] = typer.Option(None),
-    num_speakers: Optional[int] = typer.Option(None),
-    agent_channel: Optional[str] = typer.Option(None),
+    config: Optional[Path] = CONFIG_OPTION,
+    asr_model: Optional[str] = ASR_MODEL_OPTION,
+    device: Optional[str] = DEVICE_OPTION,
+    threads: Optional[int] = THREADS_OPTION,
+    language: Optional[str] = LANGUAGE_OPTION,
+    num_speakers: Optional[int] = NUM_SPEAKERS_OPTION,
+    agent_channel: Optional[str] = AGENT_CHANNEL_OPTION,
     json_result: Optional[Path] = typer.Option(None, help="Also write what the run did as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -199,14 +208,13 @@ def export(
     fmt: list[str] = typer.Option(["parquet", "csv"], "--format", help="parquet and/or csv."),
 ) -> None:
     """Export the results store (calls, utterances, rule results, flags, reviews) to Parquet/CSV."""
-    from pipelines.store import Store, default_store_url
+    from pipelines.store import StoreNotFoundError, open_existing_store
 
-    if not store and not store_dir:
-        _fail("give --store URL or --store-dir OUT (the folder of a `callqa run`)")
-    url = store or default_store_url(store_dir)
-    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():
-        _fail(f"no store at {url}")
-    for path in Store(url).export(out, tuple(fmt)):
+    try:
+        results = open_existing_store(store, store_dir)
+    except StoreNotFoundError as exc:
+        _fail(str(exc))
+    for path in results.export(out, tuple(fmt)):
         typer.echo(path)
 
 

@@ -147,6 +147,38 @@ def default_store_url(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir) / 'callqa.db').resolve()}"
 
 
+STORE_URL_ENV = "CALLQA_STORE_URL"
+"""Where the readers of the store (console, reports, notebooks) look when no location is given."""
+
+
+class StoreNotFoundError(FileNotFoundError):
+    """No results store where the user pointed; the message says how to point at one."""
+
+
+def resolve_store_url(store_url: str | None = None, store_dir: str | Path | None = None) -> str:
+    """An existing store: ``--store`` URL, else ``--store-dir`` (a `callqa run` output folder), else
+    ``$CALLQA_STORE_URL``, else ``./out``.  A SQLite file that is not there is an error, so a mistyped
+    folder never silently opens an empty new store."""
+    if store_url:
+        url = store_url
+    elif store_dir:
+        url = default_store_url(Path(store_dir))
+    else:
+        url = os.environ.get(STORE_URL_ENV) or default_store_url(Path("out"))
+    if url.startswith("sqlite") and ":memory:" not in url:
+        path = Path(url.split("///", 1)[-1])
+        if not path.is_file():
+            raise StoreNotFoundError(
+                f"no results store at {path} — run `callqa run` first, or give its output folder with "
+                f"--store-dir, a URL with --store, or set {STORE_URL_ENV}"
+            )
+    return url
+
+
+def open_existing_store(store_url: str | None = None, store_dir: str | Path | None = None) -> "Store":
+    return Store(resolve_store_url(store_url, store_dir))
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
 
 from pipelines.coaching.period import Period, call_month
-from pipelines.store import CallRow, RuleResultRow, Store, default_store_url
+from pipelines.store import (  # noqa: F401  (STORE_URL_ENV, StoreNotFoundError: used by notebooks and commands)
+    STORE_URL_ENV, CallRow, RuleResultRow, Store, StoreNotFoundError, open_existing_store, resolve_store_url,
+)
 
 log = logging.getLogger(__name__)
-
-STORE_URL_ENV = "CALLQA_STORE_URL"
-"""Environment variable the notebooks (and the CLI, as a fallback) read the store location from."""
 
 CALL_COLUMNS = (
     "call_id", "source", "agent_id", "team", "started_at", "duration_s", "language", "score", "max_score",
@@ -28,31 +26,9 @@ CALL_COLUMNS = (
 )
 
 
-class StoreNotFoundError(FileNotFoundError):
-    """No results store where the user pointed; the message says how to point at one."""
-
-
-def resolve_store_url(store_url: str | None = None, store_dir: str | Path | None = None) -> str:
-    """The store URL from ``--store``, else ``--store-dir``, else ``$CALLQA_STORE_URL``, else ``./out``."""
-    if store_url:
-        url = store_url
-    elif store_dir:
-        url = default_store_url(Path(store_dir))
-    else:
-        url = os.environ.get(STORE_URL_ENV) or default_store_url(Path("out"))
-    if url.startswith("sqlite") and ":memory:" not in url:
-        path = Path(url.split("///", 1)[-1])
-        if not path.is_file():
-            raise StoreNotFoundError(
-                f"no results store at {path} — give the output folder of a `callqa run` with --store-dir, "
-                f"a URL with --store, or set {STORE_URL_ENV}"
-            )
-    return url
-
-
 def open_store(store_url: str | None = None, store_dir: str | Path | None = None) -> Store:
     """Open an existing store (never creates an empty one by mistake for a mistyped folder)."""
-    return Store(resolve_store_url(store_url, store_dir))
+    return open_existing_store(store_url, store_dir)
 
 
 def load_calls(store: Store, period: Period | None = None, agent: str | None = None, team: str | None = None) -> pd.DataFrame:

@@ -14,14 +14,12 @@ log = logging.getLogger(__name__)
 
 def open_store(store: Optional[str], store_dir: Optional[Path]):
     """The results store named on the command line; exits with a fix-it message when there is none."""
-    from pipelines.store import Store, default_store_url
+    from pipelines.store import StoreNotFoundError, open_existing_store
 
-    if not store and not store_dir:
-        _fail("give --store URL or --store-dir OUT (the folder of a `callqa run` holding callqa.db)")
-    url = store or default_store_url(store_dir)
-    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():
-        _fail(f"no results store at {url} — run `callqa run` first or point --store-dir at its output folder")
-    return Store(url)
+    try:
+        return open_existing_store(store, store_dir)
+    except StoreNotFoundError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> None:
