@@ -16,6 +16,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["agent", "customer", "unknown"]
+SpeakerKind = Literal["agent", "receiver", "customer", "unknown"]
+"""Finer than the role: ``receiver`` is the second agent who takes a transferred call (role
+``agent``); ``agent`` is the one who answered."""
 
 CONVERSATION_SCHEMA_VERSION = 1
 
@@ -55,6 +58,18 @@ class Speaker(_Record):
     channel: int | None = None
     """Channel index the speaker was recorded on (stereo calls), else ``None``."""
     talk_time_s: float = 0.0
+    kind: SpeakerKind | None = None
+    """``agent`` (answered the call), ``receiver`` (took a transfer; role ``agent`` too) or
+    ``customer``; ``None`` in conversations written before roles had kinds (read as the role)."""
+    role_confidence: float | None = None
+    """0..1: how clearly the evidence separates this speaker's role from the other side's
+    (1.0 for a channel map).  Low values flag the call ``roles uncertain``."""
+    role_evidence: list[str] = Field(default_factory=list)
+    """The strongest pieces of evidence for the role, e.g. ``agent: 工号 (0.9 s)``."""
+
+    @property
+    def speaker_kind(self) -> SpeakerKind:
+        return self.kind or self.role
 
 
 class Utterance(_Record):
@@ -106,6 +121,12 @@ class Conversation(_Record):
         for speaker in self.speakers:
             if speaker.id == speaker_id:
                 return speaker.role
+        return "unknown"
+
+    def kind_of(self, speaker_id: str) -> SpeakerKind:
+        for speaker in self.speakers:
+            if speaker.id == speaker_id:
+                return speaker.speaker_kind
         return "unknown"
 
     def text_of(self, role: Role) -> str:

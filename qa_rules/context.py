@@ -63,7 +63,11 @@ class CallContext:
     def indices(self, scope: Scope) -> list[int]:
         """Utterance indices of the scope, in time order."""
         utts = self.conversation.utterances
-        idx = [i for i, u in enumerate(utts) if scope == "any" or u.role == scope]
+        if scope == "receiver":
+            receivers = {s.id for s in self.conversation.speakers if s.kind == "receiver"}
+            idx = [i for i, u in enumerate(utts) if u.speaker in receivers]
+        else:
+            idx = [i for i, u in enumerate(utts) if scope == "any" or u.role == scope]
         return sorted(idx, key=lambda i: utts[i].start)
 
     def utterance(self, i: int) -> Utterance:

@@ -11,7 +11,9 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Scope = Literal["agent", "customer", "any"]
+Scope = Literal["agent", "customer", "receiver", "any"]
+"""Whose words a rule judges: ``agent`` covers every agent (the one who answered and a transfer's
+receiver); ``receiver`` only the agent who took a transfer."""
 
 
 class Strict(BaseModel):
