@@ -86,3 +86,35 @@ class CamPlusPlusEmbedding(Model):
             voiced = feat[mask]
             out[i] = self.network((voiced - voiced.mean(dim=0, keepdim=True))[None])[0]
         return out
+
+
+class VoiceEmbedder:
+    """One CAM++ vector per stretch of speech, for telling voices apart outside the diarization
+    pipeline (a transfer's receiver speaking on the agent's channel of a stereo call)."""
+
+    def __init__(self, weights: str | Path, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = CamPlusPlusEmbedding(weights).to(self.device)
+
+    @torch.inference_mode()
+    def embed(self, signal, sample_rate: int, spans: list[tuple[float, float]]) -> torch.Tensor:
+        """L2-normalised embeddings (len(spans) × 192) of the concatenated samples of each group of
+        spans; a group shorter than 0.2 s of audio gives a row of NaN."""
+        rows = []
+        for start, end in spans:
+            piece = torch.as_tensor(signal[int(start * sample_rate) : int(end * sample_rate)], dtype=torch.float32)
+            if piece.numel() < sample_rate * MIN_FRAMES / 100:
+                rows.append(torch.full((EMBEDDING_DIM,), float("nan")))
+                continue
+            vector = self.model(piece[None, None].to(self.device))[0].cpu()
+            rows.append(F.normalize(vector, dim=0))
+        return torch.stack(rows) if rows else torch.empty(0, EMBEDDING_DIM)
+
+    @torch.inference_mode()
+    def embed_joined(self, signal, sample_rate: int, spans: list[tuple[float, float]]) -> torch.Tensor:
+        """One embedding of several spans of the same voice, joined."""
+        import numpy as np
+
+        pieces = [signal[int(a * sample_rate) : int(b * sample_rate)] for a, b in spans]
+        joined = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        return self.embed(joined, sample_rate, [(0.0, len(joined) / sample_rate)])[0]

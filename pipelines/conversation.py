@@ -23,11 +23,12 @@ from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
 from pipelines.engines import SpeechEngines, package_versions
 from pipelines.errors import CallError
 from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
-from pipelines.roles import OPENING_WINDOW_S, RoleDecision, roles_from_channel_map, roles_from_content
+from pipelines.roles import RoleDecision, SpokenRun, roles_from_channel_map, roles_from_content
 from pipelines.speakers import (
     AttributedWord, ChannelLayout, analyse_channels, assign_speakers, group_utterances, words_of,
 )
 from pipelines.text import join_words, normalise_word
+from pipelines.transfer import receiver_suffix, split_channel_after_transfer
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +89,41 @@ def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, lang
 
 
 def find_speakers(audio: CallAudio, transcript: Transcript, engines: SpeechEngines) -> SpeakerActivity:
-    """Stage: one speaker per channel from its own voice activity, or pyannote diarization (mono)."""
+    """Stage: one speaker per channel from its own voice activity — split in two where a transfer
+    hands the channel to another voice — or pyannote diarization (mono)."""
     if transcript.layout.mode == "channels":
-        turns = [
-            SpeakerTurn(speaker=f"ch{channel}", start=a, end=b)
-            for channel in transcript.layout.live_channels
-            for a, b in voice_activity(audio.samples[channel], SAMPLE_RATE)
-        ]
+        turns: list[SpeakerTurn] = []
+        runs = spoken_runs(group_utterances(transcript.channel_words))
+        for channel in transcript.layout.live_channels:
+            speaker = f"ch{channel}"
+            spans = voice_activity(audio.samples[channel], SAMPLE_RATE)
+            split = _transfer_split(audio.samples[channel], spans, runs, speaker, engines)
+            for i, (a, b) in enumerate(spans):
+                who = receiver_suffix(speaker) if split and split.other[i] else speaker
+                turns.append(SpeakerTurn(speaker=who, start=a, end=b))
         return SpeakerActivity(turns, None)
     spans = engines.diarizer.diarize(transcript.mono_signal(audio))
     return SpeakerActivity([SpeakerTurn(speaker=s.speaker, start=s.start, end=s.end) for s in spans], engines.diarizer.name)
+
+
+def _transfer_split(signal: np.ndarray, spans, runs: list[SpokenRun], speaker: str, engines: SpeechEngines):
+    if not any(r.speaker == speaker for r in runs):
+        return None
+    from pipelines.roles import transfer_time
+
+    if transfer_time(runs, speaker) is None:  # no model load unless a transfer phrase was said
+        return None
+    embedder = engines.voice_embedder
+    return split_channel_after_transfer(
+        signal, spans, runs, speaker,
+        embed=lambda sig, sp: embedder.embed(sig, SAMPLE_RATE, sp).numpy(),
+        embed_joined=lambda sig, sp: embedder.embed_joined(sig, SAMPLE_RATE, sp).numpy(),
+    )
+
+
+def spoken_runs(runs: list[list[AttributedWord]]) -> list[SpokenRun]:
+    """Each run of one speaker's words as text with its start, for the role and transfer cues."""
+    return [SpokenRun(run[0].speaker, run[0].start, "".join(w.text for w in run).strip(), run[-1].end) for run in runs if run]
 
 
 def assemble_conversation(
@@ -111,8 +137,9 @@ def assemble_conversation(
     """Stage: words to speakers, utterances, roles — the :class:`Conversation` record."""
     turns = activity.turns
     if transcript.layout.mode == "channels":
-        words = transcript.channel_words
-        channel_of = {f"ch{c}": c for c in transcript.layout.live_channels}
+        words = _words_to_channel_voices(transcript.channel_words, turns)
+        channel_of = {t.speaker: int(t.speaker[2:].split("_")[0]) for t in turns}
+        channel_of.update({f"ch{c}": c for c in transcript.layout.live_channels})
     else:
         words = assign_speakers(transcript.mono_segments, [(t.speaker, t.start, t.end) for t in turns])
         channel_of = {}
@@ -161,6 +188,26 @@ def build_conversation(
     )
 
 
+def _words_to_channel_voices(words: list[AttributedWord], turns: list[SpeakerTurn]) -> list[AttributedWord]:
+    """On a channel split by a transfer, each word goes to the voice whose turn holds it."""
+    split = {t.speaker.split("_")[0] for t in turns if "_" in t.speaker}
+    if not split:
+        return words
+    out = []
+    for w in words:
+        if w.speaker in split:
+            mid = (w.start + w.end) / 2
+            best = min(
+                (t for t in turns if t.speaker.split("_")[0] == w.speaker),
+                key=lambda t: 0.0 if t.start <= mid <= t.end else min(abs(t.start - mid), abs(t.end - mid)),
+                default=None,
+            )
+            if best is not None and best.speaker != w.speaker:
+                w = AttributedWord(best.speaker, w.start, w.end, w.text, w.prob)
+        out.append(w)
+    return out
+
+
 def _decide_roles(
     runs: list[list[AttributedWord]],
     turns: list[SpeakerTurn],
@@ -168,21 +215,16 @@ def _decide_roles(
     agent_channel: str | None,
     n_channels: int,
 ) -> dict[str, RoleDecision]:
+    receivers = [s for s in channel_of if "_" in s]
     if channel_of and agent_channel:
         index = {"left": 0, "right": 1}[agent_channel]
         if index >= n_channels:
             raise CallError("?", "roles", f"agent channel '{agent_channel}' does not exist in this recording")
-        return roles_from_channel_map(channel_of, index)
-    first_start: dict[str, float] = {}
-    opening: dict[str, str] = {}
-    for run in runs:
-        speaker = run[0].speaker
-        first_start.setdefault(speaker, run[0].start)
-        if run[0].start <= first_start[speaker] + OPENING_WINDOW_S:
-            opening[speaker] = opening.get(speaker, "") + "".join(w.text for w in run)
+        return roles_from_channel_map(channel_of, index, receivers)
+    heard_at: dict[str, float] = {}
     for turn in turns:  # a speaker heard but never transcribed still gets a role
-        first_start.setdefault(turn.speaker, turn.start)
-    return roles_from_content(opening, first_start)
+        heard_at[turn.speaker] = min(heard_at.get(turn.speaker, turn.start), turn.start)
+    return roles_from_content(spoken_runs(runs), heard_at)
 
 
 def _utterance(run: list[AttributedWord], decisions: dict[str, RoleDecision], language: str) -> Utterance:
@@ -217,6 +259,8 @@ def _speakers(
             Speaker(
                 id=sid, role=decision.role, role_reason=decision.reason,
                 channel=channel_of.get(sid), talk_time_s=round(talk, 2),
+                kind=decision.kind or decision.role, role_confidence=decision.confidence,
+                role_evidence=list(decision.evidence),
             )
         )
     return out

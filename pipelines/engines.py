@@ -36,6 +36,7 @@ class SpeechEngines:
     device: DeviceChoice
     transcriber: Transcriber
     _diarizer: Diarizer | None = field(default=None, repr=False)
+    _voice_embedder: object | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, settings: Settings) -> "SpeechEngines":
@@ -46,6 +47,17 @@ class SpeechEngines:
         store.segmentation(settings.segmentation)
         store.speaker_embedding(settings.embedding)
         return cls(settings, store, device, transcriber)
+
+    @property
+    def voice_embedder(self):
+        """CAM++ embeddings for comparing voices on one channel (transfers); loaded on first need."""
+        if self._voice_embedder is None:
+            from models.speaker_embedding import VoiceEmbedder
+
+            self._voice_embedder = VoiceEmbedder(
+                self.store.speaker_embedding(self.settings.embedding), str(self.device.torch_device())
+            )
+        return self._voice_embedder
 
     @property
     def diarizer(self) -> Diarizer:

@@ -56,6 +56,18 @@ def _asr_confidence(conversation: Conversation) -> float | None:
     return sum(probs) / len(probs) if probs else None
 
 
+def _uncertain_roles(conversation: Conversation, threshold: float) -> str | None:
+    """Why the agent/customer decision should be checked by a person, or ``None``."""
+    speakers = [s for s in conversation.speakers if s.role in ("agent", "customer")]
+    doubtful = [s for s in speakers if s.role_confidence is not None and s.role_confidence < threshold]
+    if doubtful:
+        s = min(doubtful, key=lambda s: s.role_confidence)
+        return f"{s.id} taken for the {s.role} with confidence {s.role_confidence:.2f} < {threshold:g} ({s.role_reason})"
+    if conversation.utterances and not any(s.role == "agent" for s in speakers):
+        return "no speaker was recognised as the agent"
+    return None
+
+
 def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) -> Scorecard:
     """Score one call: section weight × rule points for each passed rule over the applicable
     maximum; a fatal failure fails the call whatever the percentage."""
@@ -95,6 +107,9 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
     confidence = _asr_confidence(conversation)
     if confidence is not None and confidence < rulebook.low_confidence:
         flags.append(Flag(reason=f"low ASR confidence: mean word probability {confidence:.2f} < {rulebook.low_confidence:g}"))
+    uncertain = _uncertain_roles(conversation, rulebook.min_role_confidence)
+    if uncertain:
+        flags.append(Flag(reason=f"roles uncertain: {uncertain}"))
     customer_text = clean("".join(u.text for u in conversation.utterances if u.role != "agent"))
     heard = [w for w in rulebook.complaint_words if clean(w) in customer_text]
     if heard:

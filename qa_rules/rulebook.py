@@ -110,6 +110,9 @@ class Rulebook(_Model):
     """Percent of the applicable maximum a call needs to pass."""
     low_confidence: float = Field(default=0.6, ge=0, le=1)
     """Mean word probability below which the call is flagged (the transcript may be wrong)."""
+    min_role_confidence: float = Field(default=0.75, ge=0, le=1)
+    """A speaker whose role was decided from content with less confidence than this flags the call
+    ``roles uncertain``: every agent-scoped verdict stands on knowing which voice is the agent."""
     complaint_words: list[str] = Field(default_factory=lambda: ["投诉", "complaint", "supervisor", "经理"])
     sections: list[Section] = Field(min_length=1)
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from models.transcription import RecognisedSegment, RecognisedWord
 from pipelines.activity import voice_activity
-from pipelines.roles import phrase_hits, roles_from_channel_map, roles_from_content, AGENT_PHRASES_EN, AGENT_PHRASES_ZH
+from pipelines.roles import ROLE_UNCERTAIN_BELOW, SpokenRun, find_cues, roles_from_channel_map, roles_from_content
 from pipelines.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances
 from pipelines.text import join_words, normalise_word, to_simplified
 from tests.audio_fixtures import silence, tone
@@ -69,24 +69,102 @@ def test_traditional_becomes_simplified_and_words_join():
     assert join_words(["您好", ",", "欢迎"], "zh") == "您好,欢迎"
 
 
-def test_agent_phrases_survive_homophone_errors():
-    hits = phrase_hits("您好,欢迎制电星河通信,公号1024为您服务", AGENT_PHRASES_ZH, AGENT_PHRASES_EN)
-    assert {"欢迎致电", "工号", "为您服务"} <= set(hits)
-    assert phrase_hits("喂,你说。", AGENT_PHRASES_ZH, AGENT_PHRASES_EN) == []
+def _runs(*turns):
+    return [SpokenRun(speaker, start, text) for speaker, start, text in turns]
 
 
-def test_roles_from_content_prefer_phrases_over_who_spoke_first():
-    roles = roles_from_content({"s0": "喂,我家宽带坏了", "s1": "您好,欢迎致电星河通信,请问有什么可以帮您"}, {"s0": 0.2, "s1": 1.0})
-    assert roles["s1"].role == "agent" and "欢迎致电" in roles["s1"].reason
-    assert roles["s0"].role == "customer"
+def test_agent_cues_survive_homophone_errors():
+    cues = {cue.name for cue, _ in find_cues("您好,欢迎制电星河通信,公号1024为您服务")}
+    assert {"greets with the hotline's name", "gives a staff number"} <= cues
+    assert find_cues("喂,你说。") == []
 
 
-def test_roles_fall_back_to_first_speaker():
-    roles = roles_from_content({"s0": "hello", "s1": "hi there"}, {"s0": 3.0, "s1": 0.5})
+def test_a_hotline_name_inside_a_question_is_customer_evidence():
+    found = find_cues("喂,是星河通信客服热线吗?我的手机突然没信号了。")
+    assert [c.side for c, _ in found] == ["customer", "customer"]
+    assert "客服热线吗" in found[0][1]
+    en = find_cues("Hi, is this the Acme customer service line? My order never arrived.")
+    assert {c.side for c, _ in en} == {"customer"}
+
+
+def test_customer_who_names_the_service_and_agent_who_answers_informally():
+    roles = roles_from_content(_runs(
+        ("s0", 0.8, "喂,你好,请问是星河通信客服吗?我要查话费。"),
+        ("s1", 6.3, "是的,手机号多少?"),
+        ("s0", 8.9, "一三六零零一二三四五六。"),
+        ("s1", 11.8, "您这个月话费是八十六元,已经扣款了。"),
+        ("s0", 16.0, "好的,谢谢。"),
+        ("s1", 17.9, "不客气,还有其他问题吗?"),
+        ("s0", 20.8, "没了。"),
+        ("s1", 21.8, "好,再见。"),
+    ))
+    assert roles["s1"].role == "agent" and roles["s0"].role == "customer"
+    assert roles["s1"].confidence >= ROLE_UNCERTAIN_BELOW
+    assert any("number" in e for e in roles["s1"].evidence)
+    assert any("asks whether this is the service" in e for e in roles["s0"].evidence)
+    en = roles_from_content(_runs(
+        ("a", 0.8, "Hi, is this the Acme support line? My order never arrived."),
+        ("b", 5.2, "Yes. What can I do for you?"),
+        ("a", 8.0, "The order number is three three one eight."),
+        ("b", 11.0, "I have sent a replacement today."),
+        ("a", 14.0, "Thanks a lot."),
+    ))
+    assert en["b"].role == "agent" and en["a"].role == "customer"
+
+
+def test_agent_who_never_greets_is_still_the_agent():
+    roles = roles_from_content(_runs(
+        ("s0", 0.5, "喂。"),
+        ("s1", 1.5, "喂,我家宽带坏了,我想报修。"),
+        ("s0", 5.0, "您的宽带账号是多少?"),
+        ("s1", 7.0, "我的账号是八八六二。"),
+        ("s0", 9.0, "好的,请稍等,我帮您查一下。"),
+    ))
+    assert roles["s0"].role == "agent" and roles["s1"].role == "customer"
+
+
+def test_both_sides_thank_and_the_agent_side_still_wins():
+    roles = roles_from_content(_runs(
+        ("c", 0.2, "你好,我想问一下我的套餐。"),
+        ("a", 3.0, "您好,请问有什么可以帮您?"),
+        ("c", 6.0, "好的谢谢。"),
+        ("a", 8.0, "不客气,感谢您的来电。"),
+        ("c", 10.0, "谢谢你,再见。"),
+    ))
+    assert roles["a"].role == "agent" and roles["c"].role == "customer"
+    assert "感谢您的来电" in " ".join(roles["a"].evidence)  # the agent's thanks, not a customer's 谢谢您
+
+
+def test_silent_customer_leaves_one_voice_taken_for_the_agent():
+    roles = roles_from_content(_runs(
+        ("s0", 0.8, "您好,欢迎致电星河通信客服中心,工号一零二四为您服务,请问有什么可以帮您?"),
+        ("s0", 13.4, "您好,请问有什么可以帮您?"),
+    ), heard_at={"s0": 0.8})
+    assert list(roles) == ["s0"] and roles["s0"].role == "agent"
+
+
+def test_no_evidence_either_way_is_uncertain():
+    roles = roles_from_content(_runs(("s0", 3.0, "hello"), ("s1", 0.5, "hi there")))
     assert roles["s1"].role == "agent" and "speaks first" in roles["s1"].reason
+    assert roles["s1"].confidence < ROLE_UNCERTAIN_BELOW
+
+
+def test_a_third_voice_after_the_transfer_is_the_receiver():
+    roles = roles_from_content(_runs(
+        ("a", 0.8, "您好,欢迎致电星河通信客服中心,工号一零二四为您服务,请问有什么可以帮您?"),
+        ("c", 8.8, "你好,我想开具去年全年的增值税发票。"),
+        ("a", 13.9, "我现在为您转接财务专员,请您稍候不要挂机,可以吗?"),
+        ("c", 23.9, "可以。"),
+        ("r", 29.5, "王女士您好,我是财务专员小赵,工号三零零九,感谢您的耐心等待。"),
+        ("c", 42.1, "好的,麻烦你了。"),
+        ("r", 52.3, "请问您还有什么问题吗?"),
+    ))
+    assert roles["a"].kind == "agent" and roles["c"].kind == "customer"
+    assert roles["r"].role == "agent" and roles["r"].kind == "receiver"
 
 
 def test_roles_from_channel_map():
-    roles = roles_from_channel_map({"ch0": 0, "ch1": 1}, agent_channel=1)
+    roles = roles_from_channel_map({"ch0": 0, "ch1": 1, "ch1_2": 1}, agent_channel=1, receivers=["ch1_2"])
     assert roles["ch1"].role == "agent" and roles["ch0"].role == "customer"
-    assert "right" in roles["ch1"].reason
+    assert roles["ch1_2"].role == "agent" and roles["ch1_2"].kind == "receiver"
+    assert "right" in roles["ch1"].reason and roles["ch1"].confidence == 1.0
