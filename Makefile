@@ -15,3 +15,4 @@ test: install
 
 bench: install
 	.venv/bin/python bench/bench_stages.py
+	.venv/bin/python bench/bench_roles.py

@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.role_eval import content_roles, diarization_der, old_opening_roles, pooled, score_roles  # noqa: E402
+from bench.role_eval import content_roles, diarization_der, old_opening_roles, pooled, pooled_der, score_roles  # noqa: E402
 from pipelines.records import Conversation  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -56,7 +56,7 @@ def evaluate(folder: Path, console: Console) -> dict[str, float]:
     for col in ("call", "layout", "words", "new: right", "old: right", "swapped new/old", "receiver", "DER"):
         table.add_column(col)
     groups: dict[str, list] = {"stereo new": [], "stereo old": [], "mono new": [], "mono old": []}
-    ders, swapped_new = [], []
+    mono_pairs, swapped_new = [], []
     for call_id, (_, label) in sorted(calls.items()):
         path = folder / f"{call_id}.conversation.json"
         if not path.is_file():
@@ -68,8 +68,8 @@ def evaluate(folder: Path, console: Console) -> dict[str, float]:
         groups[f"{layout} new"].append(new)
         groups[f"{layout} old"].append(old)
         der = diarization_der(conversation, label) if layout == "mono" else None
-        if der is not None:
-            ders.append(der)
+        if layout == "mono":
+            mono_pairs.append((conversation, label))
         if new.swapped:
             swapped_new.append(call_id)
         table.add_row(
@@ -80,7 +80,7 @@ def evaluate(folder: Path, console: Console) -> dict[str, float]:
         )
     console.print(table)
     figures = {k: pooled(v) for k, v in groups.items()}
-    figures["mono DER mean"] = sum(ders) / len(ders) if ders else float("nan")
+    figures["mono DER pooled (collar 0.5 s)"] = pooled_der(mono_pairs) if mono_pairs else float("nan")
     summary = Table(title="Word-level role accuracy, pooled (new = whole-call evidence, old = opening phrases)")
     summary.add_column("set")
     summary.add_column("figure")

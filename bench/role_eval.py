@@ -128,18 +128,33 @@ def old_opening_roles(conversation: Conversation) -> dict[str, RoleDecision]:
     return {s: RoleDecision("agent" if s == agent else "customer", "old rule") for s in speakers}
 
 
-def diarization_der(conversation: Conversation, label: dict, collar: float = DER_COLLAR_S) -> float:
-    """DER of the conversation's voice-activity turns against the labelled turns (by ``speaker``:
-    agent, customer, receiver), overlap scored."""
+def _annotations(conversation: Conversation, label: dict):
     from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate
 
     reference, hypothesis = Annotation(uri=conversation.call_id), Annotation(uri=conversation.call_id)
     for turn in label["turns"]:
         reference[Segment(turn["start"], turn["end"])] = turn.get("speaker", turn["role"])
     for i, turn in enumerate(conversation.turns):
         hypothesis[Segment(turn.start, turn.end), str(i)] = turn.speaker
-    return float(DiarizationErrorRate(collar=collar)(reference, hypothesis.support(JOIN_PAUSES_S)))
+    return reference, hypothesis.support(JOIN_PAUSES_S)
+
+
+def diarization_der(conversation: Conversation, label: dict, collar: float = DER_COLLAR_S) -> float:
+    """DER of the conversation's voice-activity turns against the labelled turns (by ``speaker``:
+    agent, customer, receiver), overlap scored."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    return float(DiarizationErrorRate(collar=collar)(*_annotations(conversation, label)))
+
+
+def pooled_der(pairs: Iterable[tuple[Conversation, dict]], collar: float = DER_COLLAR_S) -> float:
+    """DER over several calls together: total error over total labelled speech."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=collar)
+    for conversation, label in pairs:
+        metric(*_annotations(conversation, label))
+    return float(abs(metric))
 
 
 def pooled(scores: Iterable[RoleScore]) -> float:

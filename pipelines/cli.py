@@ -26,7 +26,7 @@ ASR_MODEL_OPTION = typer.Option(None, help="Whisper model: a store name (base, l
 DEVICE_OPTION = typer.Option(None, help="auto, cpu or cuda.")
 THREADS_OPTION = typer.Option(None, help="CPU threads for the models.")
 LANGUAGE_OPTION = typer.Option(None, help="Force the language (zh, en); default: detect per call.")
-NUM_SPEAKERS_OPTION = typer.Option(None, help="Speakers in mono calls (default 2; 0 = let clustering decide).")
+NUM_SPEAKERS_OPTION = typer.Option(None, help="Force the number of speakers in mono calls (default: clustering chooses 1 to 3).")
 AGENT_CHANNEL_OPTION = typer.Option(None, help="Stereo channel map: 'left' or 'right' holds the agent.")
 
 EXIT_PARTIAL = 3

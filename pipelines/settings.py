@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     language: str | None = None
     """Force a language (``zh``, ``en``); ``None`` detects it per call."""
     beam_size: int = 5
-    num_speakers: int | None = 2
-    """Speakers in a mono call for diarization; ``0``/``None`` lets clustering decide."""
+    num_speakers: int | None = None
+    """Force this many speakers in a mono call; ``None``/``0``: clustering decides between
+    ``min_speakers`` and ``max_speakers``."""
+    min_speakers: int = 1
+    """A silent caller leaves one voice: forcing two would split it."""
+    max_speakers: int = 3
+    """Agent, customer and a transfer's receiving agent."""
     agent_channel: Literal["left", "right"] | None = None
     """Stereo channel map: which channel carries the agent; ``None`` decides from content."""
     max_duration_s: float = 4 * 3600.0
@@ -42,7 +47,9 @@ class Settings(BaseSettings):
         return TranscriptionOptions(beam_size=self.beam_size)
 
     def diarization_options(self) -> DiarizationOptions:
-        return DiarizationOptions(num_speakers=self.num_speakers or None)
+        return DiarizationOptions(
+            num_speakers=self.num_speakers or None, min_speakers=self.min_speakers, max_speakers=self.max_speakers
+        )
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: object) -> "Settings":

@@ -43,3 +43,26 @@ def engines(settings):
     from pipelines.engines import SpeechEngines
 
     return SpeechEngines.load(settings)
+
+
+CALLS2 = SHARED / "data" / "calls2"
+
+
+@pytest.fixture(scope="session")
+def calls2() -> Path:
+    return _require(CALLS2)
+
+
+@pytest.fixture(scope="session")
+def calls2_batch(tmp_path_factory, calls2) -> Path:
+    """The calls2 dev corpus (situational scripts, customer-first openings, transfers; stereo and
+    8 kHz mono copies) through `callqa run` once per test session: conversations, measures and
+    scorecards in the returned folder."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path_factory.mktemp("calls2")
+    result = CliRunner().invoke(app, ["run", str(calls2 / "manifest.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -121,3 +121,20 @@ def test_duplicate_rule_id_and_not_a_mapping(tmp_path):
 def test_missing_file_is_a_rulebook_error(tmp_path):
     with pytest.raises(RulebookError, match="cannot read"):
         load_rulebook(tmp_path / "book.yaml")
+
+
+def test_uncertain_roles_flag_the_call():
+    from pipelines.records import Speaker
+    from qa_rules import load_rulebook, default_rulebook_path
+    from qa_rules.engine import score
+    from tests.fixtures_qa.build import T, call
+
+    conversation, measures = call([T("agent", 0.5, 4.0, "您好,请问有什么可以帮您?"), T("customer", 4.5, 7.0, "我想查话费。")])
+    rulebook = load_rulebook(default_rulebook_path("zh"))
+    assert not any(f.reason.startswith("roles uncertain") for f in score(conversation, measures, rulebook).flags)
+    doubtful = conversation.model_copy(update={"speakers": [
+        Speaker(id="A", role="agent", role_reason="speaks first", kind="agent", role_confidence=0.61),
+        Speaker(id="C", role="customer", role_reason="not the agent", kind="customer", role_confidence=0.61),
+    ]})
+    flags = [f.reason for f in score(doubtful, measures, rulebook).flags]
+    assert any(f.startswith("roles uncertain: A taken for the agent with confidence 0.61") for f in flags), flags
