@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     num_speakers: int | None = None
     """Force this many speakers in a mono call; ``None``/``0``: clustering decides between
     ``min_speakers`` and ``max_speakers``."""
-    min_speakers: int = 1
-    """A silent caller leaves one voice: forcing two would split it."""
+    min_speakers: int = 2
+    """Below two the clustering threshold merges similar agent and customer voices (measured: DER
+    0.34 instead of 0.01 on a 3-min 8 kHz call); a silent caller's single voice still comes out as
+    one speaker, since the segmentation model hears only one."""
     max_speakers: int = 3
     """Agent, customer and a transfer's receiving agent."""
     agent_channel: Literal["left", "right"] | None = None
