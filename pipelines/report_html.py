@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pipelines.records import Conversation
 
-ROLE_NAMES = {"agent": "坐席 agent", "customer": "客户 customer", "unknown": "?"}
+ROLE_NAMES = {"agent": "坐席 agent", "receiver": "接转坐席 receiving agent", "customer": "客户 customer", "unknown": "?"}
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +39,7 @@ def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path)
     for speaker in conversation.speakers:
         lanes.append(
             {
-                "label": f"{ROLE_NAMES.get(speaker.role, speaker.role)}",
+                "label": ROLE_NAMES.get(speaker.speaker_kind, ROLE_NAMES.get(speaker.role, speaker.role)),
                 "utterances": [u for u in conversation.utterances if u.speaker == speaker.id],
             }
         )
@@ -53,7 +53,7 @@ def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path)
     html = _env().get_template("scorecard.html.j2").render(
         card=card, conversation=conversation, lanes=lanes, marks=marks, audio_src=audio_src,
         duration=max(conversation.duration_s, 1.0), role_names=ROLE_NAMES,
-        speaker_roles={s.id: s.role for s in conversation.speakers},
+        speaker_roles={s.id: s.speaker_kind for s in conversation.speakers},
     )
     path.write_text(html, encoding="utf-8")
     return path
