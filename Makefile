@@ -16,3 +16,4 @@ test: install
 bench: install
 	.venv/bin/python bench/bench_stages.py
 	.venv/bin/python bench/bench_roles.py
+	.venv/bin/python bench/bench_redaction.py
