@@ -187,6 +187,10 @@ class Store:
             try:
                 Base.metadata.create_all(self.engine)
                 _add_missing_columns(self.engine)
+                if self.engine.dialect.name in ("sqlite", "postgresql"):
+                    from pipelines.search import ensure_index
+
+                    ensure_index(self.engine)
                 break
             except OperationalError:
                 if attempt == 2:
@@ -261,6 +265,10 @@ class Store:
                 for r in card["rules"]
             )
             session.add_all(FlagRow(call_id=call_id, reason=f["reason"], rule_id=f.get("rule_id")) for f in card["flags"])
+            session.flush()
+            from pipelines.search import index_call
+
+            index_call(session.connection(), call_id)
             hold_s = sum(s.duration for s in measures.silences if s.duration >= 10.0)
             session.execute(
                 update(CallRow).where(CallRow.call_id == call_id).values(

@@ -79,7 +79,41 @@ def calibrate(
         typer.echo(f"{row.rule_id:40} {row.reviewed:>8} {row.agree:>6} {row.percent_agree:>7.1f} {kappa:>6}")
 
 
+def search(
+    query: str = typer.Argument(..., help="Words to find, e.g. 退订 or \"cancel my plan\"."),
+    store: Optional[str] = typer.Option(None, help="Results store URL."),
+    store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
+    role: Optional[str] = typer.Option(None, help="agent or customer."),
+    agent: Optional[str] = typer.Option(None, help="Only this agent's calls."),
+    team: Optional[str] = typer.Option(None, help="Only this team's calls."),
+    period: Optional[str] = typer.Option(None, help="2024-06, 2024-06-10 or 2024-06-01..2024-06-07 (call start)."),
+    rule: Optional[str] = typer.Option(None, help="Only calls where this rule got --verdict (default fail)."),
+    verdict: Optional[str] = typer.Option(None, help="pass, fail or na (with --rule, or any rule)."),
+    by_sound: bool = typer.Option(False, "--by-sound", help="Match by pinyin: finds homophones the recogniser wrote."),
+    limit: int = typer.Option(200, help="At most this many lines."),
+) -> None:
+    """Full-text search of the transcripts: call, time, speaker and the line, newest calls first."""
+    from pipelines.search import period_bounds, search as run_search
+
+    if role not in (None, "agent", "customer"):
+        _fail(f"--role must be agent or customer, not {role!r}")
+    if verdict not in (None, "pass", "fail", "na"):
+        _fail(f"--verdict must be pass, fail or na, not {verdict!r}")
+    results = open_store(store, store_dir)
+    since, until = period_bounds(period) if period else (None, None)
+    hits = run_search(results.engine, query, role=role, agent=agent, team=team, since=since, until=until,
+                      rule=rule, verdict=verdict or ("fail" if rule else None), by_sound=by_sound, limit=limit)
+    if not hits:
+        typer.echo(f"no line matches {query!r}")
+        return
+    for hit in hits:
+        minutes, seconds = divmod(hit.start, 60)
+        typer.echo(f"{hit.call_id}\t{int(minutes)}:{seconds:04.1f}\t{hit.role}\t{hit.agent_id or '-'}\t{hit.text}")
+    typer.echo(f"{len(hits)} line(s)", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to `app`."""
     app.command("serve")(serve)
     app.command("calibrate")(calibrate)
+    app.command("search")(search)
