@@ -116,6 +116,19 @@ class ReviewRow(Base):
     reviewer: Mapped[str] = mapped_column(String(100))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float)
+    result_key: Mapped[str | None] = mapped_column(String(40))
+    """The machine result (verdict and evidence) the reviewer saw: :func:`result_key`."""
+    stale: Mapped[bool | None] = mapped_column(Boolean)
+    """Set when the call was re-scored and the rule's verdict or evidence changed: the human ruling
+    was about another result, so it is left out of calibration until a reviewer confirms again."""
+    stale_reason: Mapped[str | None] = mapped_column(Text)
+
+
+def result_key(verdict: str, evidence_json: str) -> str:
+    """A short fingerprint of a machine result, to tell whether a review still refers to it."""
+    import hashlib
+
+    return hashlib.sha1(f"{verdict}\n{evidence_json}".encode("utf-8")).hexdigest()
 
 
 TABLES = {"calls": CallRow, "utterances": UtteranceRow, "rule_results": RuleResultRow, "flags": FlagRow, "reviews": ReviewRow}
@@ -266,6 +279,7 @@ class Store:
             )
             session.add_all(FlagRow(call_id=call_id, reason=f["reason"], rule_id=f.get("rule_id")) for f in card["flags"])
             session.flush()
+            _mark_stale_reviews(session, call_id)
             from pipelines.search import index_call
 
             index_call(session.connection(), call_id)
@@ -318,6 +332,22 @@ class Store:
                     frame.to_csv(path, index=False, encoding="utf-8-sig")
                     written.append(path)
         return written
+
+
+def _mark_stale_reviews(session: Session, call_id: str) -> None:
+    """After a re-score: a review whose rule now has another verdict or other evidence is marked
+    stale (never deleted); one whose result is unchanged stays current."""
+    results = {r.rule_id: r for r in session.scalars(select(RuleResultRow).where(RuleResultRow.call_id == call_id))}
+    reviews = session.scalars(select(ReviewRow).where(ReviewRow.call_id == call_id, ReviewRow.stale.isnot(True)))
+    for review in reviews:
+        result = results.get(review.rule_id)
+        if result is None:
+            review.stale, review.stale_reason = True, "re-scored: the rule is no longer in the rulebook"
+        elif result.verdict != review.machine_verdict:
+            review.stale = True
+            review.stale_reason = f"re-scored: machine verdict {review.machine_verdict} → {result.verdict}"
+        elif review.result_key is not None and review.result_key != result_key(result.verdict, result.evidence):
+            review.stale, review.stale_reason = True, "re-scored: same verdict, other evidence"
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -71,13 +71,14 @@ def cohen_kappa(pairs: list[tuple[str, str]], labels: tuple[str, ...] = BINARY) 
 
 
 def latest_reviews(store: Store) -> list[ReviewRow]:
-    """The current human ruling on every reviewed (call, rule): its latest review."""
+    """The current human ruling on every reviewed (call, rule): its latest review, unless that one is
+    stale (the call was re-scored and the result changed since) — then none until it is confirmed."""
     latest: dict[tuple[str, str], ReviewRow] = {}
     with Session(store.engine) as session:
         for review in session.scalars(select(ReviewRow).order_by(ReviewRow.created_at, ReviewRow.id)):
             latest[(review.call_id, review.rule_id)] = review
         session.expunge_all()
-    return list(latest.values())
+    return [r for r in latest.values() if not r.stale]
 
 
 def current_pairs(store: Store) -> list[Pair]:

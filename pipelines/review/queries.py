@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipelines.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow
+from pipelines.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow, result_key
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,7 @@ def save_review(store: Store, call_id: str, rule_id: str, human_verdict: str, re
         review = ReviewRow(
             call_id=call_id, rule_id=rule_id, machine_verdict=result.verdict, human_verdict=human_verdict,
             reviewer=reviewer[:100], note=note.strip(), created_at=now if now is not None else time.time(),
+            result_key=result_key(result.verdict, result.evidence), stale=False,
         )
         session.add(review)
         session.flush()
