@@ -77,6 +77,7 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
         damage: str | None = None
+        ffmpeg_error = ""
         n = 0
         max_samples = int(max_duration_s * SAMPLE_RATE)
         try:
@@ -93,8 +94,8 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         except av.FFmpegError as exc:
             if not chunks:
                 raise BadAudioError(name, f"corrupt audio (ffmpeg: {_ffmpeg_reason(exc)})") from exc
-            damage = f"audio damaged after {n / SAMPLE_RATE:.1f} s (ffmpeg: {_ffmpeg_reason(exc)})"
-            log.warning("call %s: %s, using what decoded", name, damage)
+            ffmpeg_error = f"ffmpeg: {_ffmpeg_reason(exc)}"
+            damage = f"audio damaged after {n / SAMPLE_RATE:.1f} s ({ffmpeg_error})"
         declared = _declared_duration(container, stream)
     if not chunks:
         raise BadAudioError(name, "no audio samples decoded (empty or truncated file)")
@@ -103,9 +104,9 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         raise BadAudioError(name, f"too short to be a call ({samples.shape[1] / SAMPLE_RATE:.2f} s)")
     decoded = samples.shape[1] / SAMPLE_RATE
     if declared is not None and decoded < declared - max(EARLY_END_TOLERANCE_S, 0.02 * declared):
-        ended = f"audio ends early at {decoded:.1f} s of {declared:.1f} s"
-        damage = f"{ended}; {damage}" if damage else ended
-        log.warning("call %s: %s (truncated or damaged file), using what decoded", name, ended)
+        damage = f"audio ends early at {decoded:.1f} s of {declared:.1f} s" + (f" ({ffmpeg_error})" if ffmpeg_error else "")
+    if damage:
+        log.warning("call %s: %s (truncated or damaged file), using what decoded", name, damage)
     return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec, damage=damage)
 
 

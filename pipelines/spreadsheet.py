@@ -30,8 +30,10 @@ def safe_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def safe_frame(frame):
     """A copy of a pandas frame whose text cells are safe (for ``to_csv``)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(safe_cell)
+        if is_object_dtype(out[column]) or is_string_dtype(out[column]):
+            out[column] = out[column].astype(object).map(safe_cell)
     return out

@@ -149,7 +149,7 @@ def test_truncated_flac_is_decoded_with_a_damage_flag(tmp_path):
     cut = tmp_path / "cut.flac"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 4])
     audio = decode_audio(cut)
-    assert audio.damage and audio.damage.startswith("audio ends early at ") and audio.damage.endswith("of 20.0 s")
+    assert audio.damage and audio.damage.startswith("audio ends early at ") and " of 20.0 s" in audio.damage
     assert 2.0 < audio.duration_s < 10.0
     # and the scorecard carries it as a flag
     conversation, measures = _fixture("zh_good_stereo")
