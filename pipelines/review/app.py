@@ -46,7 +46,7 @@ def security_headers(nonce: str) -> dict[str, str]:
            "media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     return {
         "Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "Cross-Origin-Resource-Policy": "same-origin",
+        "Cache-Control": "no-store", "Referrer-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin",
     }
 
 
