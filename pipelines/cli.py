@@ -31,6 +31,9 @@ AGENT_CHANNEL_OPTION = typer.Option(None, help="Stereo channel map: 'left' or 'r
 
 EXIT_PARTIAL = 3
 """Exit status when some calls failed and the others were written."""
+EPHEMERAL_STARTUP_S = 120
+"""Seconds `callqa run` lets Prefect's local (ephemeral) API take to start, unless
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -131,6 +134,9 @@ def run(
     _setup_logging(verbose)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect gives its local API 20 s to start; a loaded GPU host (or two runs starting together)
+    # needs longer, and a run that gives up there processes nothing
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_S))
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
     _require_output_folder(out)
     if rulebook:
@@ -209,8 +215,9 @@ def prefect_api_problem(exc: BaseException) -> str | None:
     where = f"the Prefect API at {api}" if api else "Prefect's local (ephemeral) API"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (f"could not reach {where} ({first}) — no call was processed; fix: run it again when the machine is "
-            "less busy, or start a Prefect server bound to this machine (`prefect server start --host 127.0.0.1`) "
-            "and set PREFECT_API_URL=http://127.0.0.1:4200/api (see README, Security)")
+            "less busy (or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS), or start a Prefect server bound "
+            "to this machine (`prefect server start --host 127.0.0.1`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (see README, Security)")
 
 
 def _require_output_folder(out: Path) -> None:
