@@ -310,3 +310,32 @@ def test_store_urls_are_printed_without_their_password():
     shown = display_url("postgresql+psycopg://qa:s3cr3t-pw@db.example:5432/callqa")
     assert "s3cr3t-pw" not in shown and shown == "postgresql+psycopg://qa:***@db.example:5432/callqa"
     assert display_url("sqlite:////tmp/out/callqa.db") == "sqlite:////tmp/out/callqa.db"
+
+
+# --------------------------------------------------------------------------- same call, same scorecard
+_SCORE_ALL = """
+import hashlib, sys
+import qa_rules
+from pipelines.records import Conversation, Measures
+from store_fixtures import FIXTURES
+digest = hashlib.sha256()
+for path in sorted(FIXTURES.glob("*.conversation.json")):
+    conversation = Conversation.read(path)
+    measures = Measures.read(path.with_name(path.name.replace(".conversation.", ".measures.")))
+    book = qa_rules.load_rulebook(qa_rules.default_rulebook_path(conversation.language))
+    digest.update(qa_rules.score(conversation, measures, book).to_json().encode())
+print(digest.hexdigest())
+"""
+
+
+def test_scorecards_do_not_depend_on_the_process_hash_seed():
+    """Two workers (or tonight's and last night's run) must give one call the same evidence: the
+    batch compares good calls' scorecards across runs, so set order must never leak into them."""
+    digests = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run([sys.executable, "-c", _SCORE_ALL], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1, digests
