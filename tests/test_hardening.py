@@ -22,7 +22,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import qa_rules
-from pipelines.records import Conversation, Measures, OutsideOutputError
+from pipelines.records import Conversation, Measures
 from pipelines.sources import read_source
 from store_fixtures import FIXTURES, build_store
 
@@ -75,6 +75,8 @@ def test_a_file_name_that_is_no_call_id_is_refused_in_a_folder(tmp_path):
 
 
 def test_writers_never_leave_the_output_folder(tmp_path):
+    from pipelines.records import OutsideOutputError
+
     conversation, measures = _fixture("en_no_closing")
     out = tmp_path / "a" / "b" / "out"
     out.mkdir(parents=True)
