@@ -160,9 +160,11 @@ def run(
             progress.update(task, advance=1, description=progress_text(status, call_id))
 
         flows.set_progress_hook(hook)
+        if store:  # kept out of the flow's parameters, which Prefect stores and shows (passwords too)
+            os.environ[flows.BATCH_STORE_ENV] = store
         try:
             result = flows.qa_batch(
-                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=store,
+                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=None,
                 settings=settings, cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
             )
         except ModelUnavailableError as exc:

@@ -49,6 +49,10 @@ def set_progress_hook(hook: Callable[[str, str], None] | None) -> None:
     _progress_hook = hook
 
 
+BATCH_STORE_ENV = "CALLQA_BATCH_STORE_URL"
+"""The store URL when it is not a flow parameter: Prefect keeps flow parameters in its database and
+shows them in its UI, so a URL with a password is handed over in the environment instead."""
+
 TRANSIENT_MARKERS = ("out of memory", "cuda error", "cublas", "database is locked", "temporarily unavailable")
 
 
@@ -277,7 +281,7 @@ def qa_batch(
     os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them
     out_dir = Path(out)
     make_private_dir(out_dir)
-    store = Store(store_url or default_store_url(out_dir))
+    store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
     cache = AnalysisCache(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
     rulebook_key = _rulebook_key(rulebook)
     from models.store import ModelStore
