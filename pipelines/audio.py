@@ -31,6 +31,9 @@ class CallAudio:
     samples: np.ndarray
     original_sample_rate: int
     codec: str
+    damage: str | None = None
+    """What went wrong while decoding though samples came out (``audio ends early at 7.9 s of
+    37.8 s``): the call is scored on what decoded and flagged for a human look."""
 
     @property
     def sample_rate(self) -> int:
@@ -73,6 +76,8 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         layout = "mono" if channels == 1 else "stereo" if channels == 2 else stream.codec_context.layout.name
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+        damage: str | None = None
+        ffmpeg_error = ""
         n = 0
         max_samples = int(max_duration_s * SAMPLE_RATE)
         try:
@@ -89,13 +94,34 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         except av.FFmpegError as exc:
             if not chunks:
                 raise BadAudioError(name, f"corrupt audio (ffmpeg: {_ffmpeg_reason(exc)})") from exc
-            log.warning("call %s: audio damaged after %.1f s, using what decoded", name, n / SAMPLE_RATE)
+            ffmpeg_error = f"ffmpeg: {_ffmpeg_reason(exc)}"
+            damage = f"audio damaged after {n / SAMPLE_RATE:.1f} s ({ffmpeg_error})"
+        declared = _declared_duration(container, stream)
     if not chunks:
         raise BadAudioError(name, "no audio samples decoded (empty or truncated file)")
     samples = np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32)
     if samples.shape[1] < SAMPLE_RATE // 4:
         raise BadAudioError(name, f"too short to be a call ({samples.shape[1] / SAMPLE_RATE:.2f} s)")
-    return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec)
+    decoded = samples.shape[1] / SAMPLE_RATE
+    if declared is not None and decoded < declared - max(EARLY_END_TOLERANCE_S, 0.02 * declared):
+        damage = f"audio ends early at {decoded:.1f} s of {declared:.1f} s" + (f" ({ffmpeg_error})" if ffmpeg_error else "")
+    if damage:
+        log.warning("call %s: %s (truncated or damaged file), using what decoded", name, damage)
+    return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec, damage=damage)
+
+
+EARLY_END_TOLERANCE_S = 0.5
+"""Decoded audio this much (or 2 %) shorter than the file's header says is a truncated file."""
+
+
+def _declared_duration(container, stream) -> float | None:
+    """The duration the file's header declares (FLAC STREAMINFO, WAV data size, MP3 Xing frames…),
+    ``None`` when it declares none.  Estimates from the bit rate are not trusted."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and getattr(container, "format", None) is not None and container.format.name in ("wav", "flac", "ogg"):
+        return container.duration / 1_000_000
+    return None
 
 
 def _duration_text(seconds: float) -> str:

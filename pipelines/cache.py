@@ -16,7 +16,7 @@ from pipelines.records import (
     CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json, write_json_atomically,
 )
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 """Bump when the conversation or measures code changes its output for the same inputs."""
 
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline call-center QA: transcripts, scorecards.")
 models_app = typer.Typer(no_args_is_help=True, help="The local model store.")
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and tests read it whole
 
 # The speech settings shared by `transcribe` and `run` (see pipelines.settings.Settings).
 CONFIG_OPTION = typer.Option(None, help="YAML settings file (see README).")
@@ -31,6 +31,9 @@ AGENT_CHANNEL_OPTION = typer.Option(None, help="Stereo channel map: 'left' or 'r
 
 EXIT_PARTIAL = 3
 """Exit status when some calls failed and the others were written."""
+EPHEMERAL_STARTUP_S = 120
+"""Seconds `callqa run` lets Prefect's local (ephemeral) API take to start, unless
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` says otherwise."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -44,8 +47,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(1)
+
+
+@app.callback()
+def _private_outputs() -> None:
+    """Every file a command writes (transcripts, scorecards, reports, clips, the store) is
+    owner-only: they hold what customers said."""
+    os.umask(0o077)
 
 
 @models_app.command("prepare")
@@ -96,6 +106,7 @@ def transcribe(
     and its measures (``<call_id>.measures.json``)."""
     _setup_logging(verbose)
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
+    _require_output_folder(out)
     _transcribe_files(inputs, out, settings)
 
 
@@ -123,7 +134,11 @@ def run(
     _setup_logging(verbose)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect gives its local API 20 s to start; a loaded GPU host (or two runs starting together)
+    # needs longer, and a run that gives up there processes nothing
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_S))
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
+    _require_output_folder(out)
     if rulebook:
         _load_rulebook(rulebook)  # a broken rulebook stops the run before any audio is touched
     from models.errors import ModelUnavailableError
@@ -131,7 +146,7 @@ def run(
 
     try:
         total = len(read_source(source))
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     if not total:
         _fail(f"no calls found in {source}")
@@ -141,16 +156,24 @@ def run(
         task = progress.add_task("QA batch", total=total)
 
         def hook(call_id: str, status: str) -> None:
-            progress.update(task, advance=1, description=f"{status} {call_id}")
+            # call ids are data, never rich markup: "[/]" in an id must not end the run
+            progress.update(task, advance=1, description=progress_text(status, call_id))
 
         flows.set_progress_hook(hook)
+        if store:  # kept out of the flow's parameters, which Prefect stores and shows (passwords too)
+            os.environ[flows.BATCH_STORE_ENV] = store
         try:
             result = flows.qa_batch(
-                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=store,
+                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=None,
                 settings=settings, cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
             )
         except ModelUnavailableError as exc:
             _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - turned into one line when it is Prefect's API
+            problem = prefect_api_problem(exc)
+            if problem is None:
+                raise
+            _fail(problem)
         finally:
             flows.set_progress_hook(None)
     if json_result:
@@ -158,13 +181,54 @@ def run(
     console.print(
         f"{len(result.done)} scored ({len(result.transcribed)} transcribed, {len(result.cached)} from cache), "
         f"{len(result.skipped)} already finished or held by another worker, {len(result.failed)} failed"
+        + (f", {len(result.refused)} refused at the source" if result.refused else ""),
+        markup=False,
     )
-    console.print(f"scorecards: {out}/<call_id>.scorecard.html\nsummary:    {result.summary_html}\nstore:      {result.store_url}")
-    if result.failed:
-        console.print(f"[yellow]partial:[/] {len(result.failed)} call(s) could not be processed:")
+    console.print(f"scorecards: {out}/<call_id>.scorecard.html\nsummary:    {result.summary_html}\nstore:      {result.store_url}",
+                  markup=False)
+    if result.partial:
+        console.print(f"[yellow]partial:[/] {len(result.failed) + len(result.refused)} call(s) could not be processed:")
         for call_id, reason in result.failed.items():
             console.print(f"  - call {escape(call_id)}: {escape(reason)}")
+        for where, reason in result.refused.items():
+            console.print(f"  - {escape(where)}: {escape(reason)}")
         raise typer.Exit(EXIT_PARTIAL if (result.done or result.skipped) else 1)
+
+
+def progress_text(status: str, call_id: str) -> str:
+    """The progress line for a call, with the id escaped (rich would read ``[/]`` as markup)."""
+    return f"{status} {escape(call_id)}"
+
+
+PREFECT_API_MARKERS = ("ephemeral prefect api", "prefect api", "prefect server", "connecterror", "connection refused")
+
+
+def prefect_api_problem(exc: BaseException) -> str | None:
+    """One line with the fix when ``exc`` says Prefect's API could not be reached or started (a
+    loaded machine times out the ephemeral API); ``None`` for anything else."""
+    text = f"{type(exc).__name__}: {exc}"
+    chain = exc.__cause__ or exc.__context__
+    if chain is not None:
+        text += f" / {type(chain).__name__}: {chain}"
+    lowered = text.lower()
+    if not any(marker in lowered for marker in PREFECT_API_MARKERS):
+        return None
+    api = os.environ.get("PREFECT_API_URL")
+    where = f"the Prefect API at {api}" if api else "Prefect's local (ephemeral) API"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"could not reach {where} ({first}) — no call was processed; fix: run it again when the machine is "
+            "less busy (or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS), or start a Prefect server bound "
+            "to this machine (`prefect server start --host 127.0.0.1`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (see README, Security)")
+
+
+def _require_output_folder(out: Path) -> None:
+    """Stop with one line when the output folder cannot be written (read-only, not a folder)."""
+    from pipelines.records import output_folder_problem
+
+    problem = output_folder_problem(out)
+    if problem:
+        _fail(f"{problem} — fix: choose a folder you can write to with --out, or fix its permissions")
 
 
 @app.command()
@@ -177,6 +241,7 @@ def score(
     import time
 
     from pipelines.errors import CallError
+    from pipelines.records import OutsideOutputError
     from pipelines.scoring import rescore_file
     from pipelines.summary import SummaryRow, write_summary
 
@@ -185,6 +250,7 @@ def score(
         files += sorted(item.glob("*.conversation.json")) if item.is_dir() else [item]
     if not files:
         _fail("no conversation files given")
+    _require_output_folder(out)
     book = _load_rulebook(rulebook) if rulebook else None
     rows, failures = [], []
     started = time.perf_counter()
@@ -194,6 +260,9 @@ def score(
         except CallError as exc:
             failures.append(str(exc))
             rows.append(SummaryRow.failure(exc.call, exc.reason))
+        except OutsideOutputError as exc:
+            failures.append(f"{path.name}: {exc}")
+            rows.append(SummaryRow.failure(path.name, str(exc)))
     elapsed = time.perf_counter() - started
     write_summary(rows, out, rulebook=str(rulebook or "default"))
     console.print(f"scored {len(files) - len(failures)} calls in {elapsed:.2f} s ({len(files) / max(elapsed, 1e-9):.0f} calls/s)")
@@ -214,6 +283,7 @@ def export(
         results = open_existing_store(store, store_dir)
     except StoreNotFoundError as exc:
         _fail(str(exc))
+    _require_output_folder(out)
     for path in results.export(out, tuple(fmt)):
         typer.echo(path)
 
@@ -240,6 +310,7 @@ def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
     from models.errors import ModelUnavailableError
     from pipelines.engines import SpeechEngines
     from pipelines.errors import CallError
+    from pipelines.records import OutsideOutputError
     from pipelines.sources import collect_audio
     from pipelines.stages import transcribe_and_measure
 
@@ -254,10 +325,10 @@ def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
     with _progress() as progress:
         task = progress.add_task("transcribing", total=len(calls))
         for path in calls:
-            progress.update(task, description=f"transcribing {path.name}")
+            progress.update(task, description=progress_text("transcribing", path.name))
             try:
                 transcribe_and_measure(path, engines, out)
-            except CallError as exc:
+            except (CallError, OutsideOutputError) as exc:
                 failures.append(str(exc))
                 progress.console.print(f"[red]✗[/] {escape(str(exc))} — skipped")
             progress.advance(task)

@@ -166,6 +166,7 @@ def assemble_conversation(
             versions=package_versions(),
         ),
         metadata={k: str(v) for k, v in (metadata or {}).items() if v not in (None, "")},
+        audio_damage=audio.damage,
     )
 
 

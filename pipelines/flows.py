@@ -32,9 +32,9 @@ from prefect.cache_policies import NONE as NO_CACHE
 from models.errors import ModelUnavailableError
 from pipelines.cache import AnalysisCache, analysis_key, audio_sha256
 from pipelines.errors import BadAudioError, CallError
-from pipelines.records import Conversation, Measures
+from pipelines.records import Conversation, Measures, OutsideOutputError, make_private_dir
 from pipelines.settings import Settings
-from pipelines.store import CallSource, Store, default_store_url, worker_identity
+from pipelines.store import CallSource, Store, default_store_url, display_url, worker_identity
 from pipelines.summary import SummaryRow, write_summary
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ def set_progress_hook(hook: Callable[[str, str], None] | None) -> None:
     _progress_hook = hook
 
 
+BATCH_STORE_ENV = "CALLQA_BATCH_STORE_URL"
+"""The store URL when it is not a flow parameter: Prefect keeps flow parameters in its database and
+shows them in its UI, so a URL with a password is handed over in the environment instead."""
+
 TRANSIENT_MARKERS = ("out of memory", "cuda error", "cublas", "database is locked", "temporarily unavailable")
 
 
@@ -59,6 +63,9 @@ class BatchResult:
     total: int = 0
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Entries of the source refused before processing (a bad or duplicate call id), by where they
+    are (``manifest calls.csv, line 7``) → the reason."""
     skipped: list[str] = field(default_factory=list)
     """Finished earlier with the same inputs, or held by another live worker."""
     transcribed: list[str] = field(default_factory=list)
@@ -69,7 +76,7 @@ class BatchResult:
 
     @property
     def partial(self) -> bool:
-        return bool(self.failed)
+        return bool(self.failed or self.refused)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -235,6 +242,7 @@ def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result:
             f"- passed QA: {sum(1 for r in ok if r.passed)} / {len(ok)}",
             f"- scorecards and summary: `{out_dir}`",
             *(["", "## Calls that could not be processed"] + [f"- `{k}`: {v}" for k, v in result.failed.items()] if result.failed else []),
+            *(["", "## Entries refused at the source"] + [f"- `{k}`: {v}" for k, v in result.refused.items()] if result.refused else []),
         ]
     )
     try:
@@ -270,21 +278,28 @@ def qa_batch(
     from pipelines.sources import read_source
 
     settings = settings or Settings.load()
+    os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(store_url or default_store_url(out_dir))
+    make_private_dir(out_dir)
+    store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
     cache = AnalysisCache(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
     rulebook_key = _rulebook_key(rulebook)
     from models.store import ModelStore
 
     # A missing model stops the run here with its fix, instead of failing every call one by one.
     ModelStore(settings.model_store).whisper(settings.asr_model)
-    calls = read_source(source)
+    found = read_source(source)
+    calls = found.calls
     store.register(calls)
     worker = worker_identity()
-    result = BatchResult(total=len(calls), out_dir=str(out_dir), store_url=store.url)
+    result = BatchResult(total=len(found), out_dir=str(out_dir), store_url=display_url(store.url))
     rows: list[SummaryRow] = []
     notify = _progress_hook or (lambda call_id, status: None)
+    for entry in found.rejected:
+        log.warning("%s: %s — skipped", entry.label, entry.reason)
+        result.refused[entry.call_id or entry.label] = entry.reason
+        rows.append(SummaryRow.failure(entry.call_id or entry.label, entry.reason))
+        notify(entry.call_id or entry.label, "refused")
     for call in calls:
         input_key = _input_key(call, settings)
         if not store.claim(call.call_id, worker, input_key, rulebook_key, force=force):
@@ -305,6 +320,9 @@ def qa_batch(
             notify(call.call_id, "done")
         except CallError as exc:
             _record_failure(store, worker, call, exc.reason, result, rows)
+            notify(call.call_id, "failed")
+        except OutsideOutputError as exc:
+            _record_failure(store, worker, call, str(exc), result, rows)
             notify(call.call_id, "failed")
         except ModelUnavailableError:
             store.release(call.call_id)

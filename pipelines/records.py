@@ -10,6 +10,8 @@ Times are seconds from the start of the recording, as floats, everywhere.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -27,11 +29,76 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+"""Transcripts, measures and scorecards hold what customers said: readable by their owner only."""
+
+
+class OutsideOutputError(ValueError):
+    """A file name that would land outside the output folder (a call id like ``../../x``)."""
+
+
+def make_private_dir(folder: Path) -> Path:
+    """Create ``folder`` and any missing parents as 0700 (``mkdir(mode=)`` sets only the last one)."""
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for item in reversed(missing):
+        try:
+            item.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass
+    return folder
+
+
+def output_folder_problem(folder: Path | str) -> str | None:
+    """Why nothing can be written to ``folder`` (created if missing), or ``None`` when it can — so
+    a read-only or mistyped output folder is one line up front, not a traceback after an hour."""
+    folder = Path(folder)
+    try:
+        make_private_dir(folder)
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        fd, probe = tempfile.mkstemp(prefix=".callqa-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write to the output folder {folder} ({exc.strerror or exc})"
+    return None
+
+
+def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
+    """``out_dir/<call_id><suffix>``, asserted to stay directly inside ``out_dir``: a call id is
+    validated where it enters (:mod:`pipelines.sources`), and this guards every writer as well."""
+    out = Path(out_dir)
+    path = out / f"{call_id}{suffix}"
+    base = out.resolve()
+    target = path.resolve()
+    if path.name != f"{call_id}{suffix}" or target.parent != base:
+        raise OutsideOutputError(
+            f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"
+        )
+    return path
+
+
+def write_text_privately(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700."""
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
 def write_json_atomically(path: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a killed worker never leaves half a JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through a temporary file and rename, so a killed worker never leaves half a JSON;
+    the file is private (0600) from its first byte."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    write_text_privately(tmp, text)
     tmp.replace(path)
     return path
 
@@ -116,6 +183,9 @@ class Conversation(_Record):
     """Voice activity per speaker, overlaps included; the base for silence and overlap measures."""
     models: ModelsInfo
     metadata: dict[str, str] = Field(default_factory=dict)
+    audio_damage: str | None = None
+    """Decode damage the call was transcribed despite (``audio ends early at 7.9 s of 37.8 s``);
+    the scorecard flags it.  ``None`` when the audio decoded whole."""
 
     def role_of(self, speaker_id: str) -> Role:
         for speaker in self.speakers:
@@ -136,7 +206,7 @@ class Conversation(_Record):
         return record_json(self)
 
     def write(self, out_dir: Path) -> Path:
-        return write_json_atomically(Path(out_dir) / f"{self.call_id}.conversation.json", self.to_json())
+        return write_json_atomically(call_file(out_dir, self.call_id, ".conversation.json"), self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> "Conversation":
@@ -212,7 +282,7 @@ class Measures(_Record):
     min_silence_s: float = 1.0
 
     def write(self, out_dir: Path) -> Path:
-        return write_json_atomically(Path(out_dir) / f"{self.call_id}.measures.json", record_json(self))
+        return write_json_atomically(call_file(out_dir, self.call_id, ".measures.json"), record_json(self))
 
     @classmethod
     def read(cls, path: Path) -> "Measures":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pipelines.records import Conversation
+from pipelines.records import Conversation, call_file, write_text_privately
 
 ROLE_NAMES = {"agent": "坐席 agent", "receiver": "接转坐席 receiving agent", "customer": "客户 customer", "unknown": "?"}
 
@@ -31,8 +31,7 @@ def fmt_time(seconds: float | None) -> str:
 
 def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path) -> Path:
     """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{conversation.call_id}.scorecard.html"
+    path = call_file(out_dir, conversation.call_id, ".scorecard.html")
     source = Path(conversation.source)
     audio_src = os.path.relpath(source.resolve(), out_dir.resolve()) if source.exists() else source.as_posix()
     lanes = []
@@ -55,5 +54,4 @@ def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path)
         duration=max(conversation.duration_s, 1.0), role_names=ROLE_NAMES,
         speaker_roles={s.id: s.speaker_kind for s in conversation.speakers},
     )
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_text_privately(path, html)

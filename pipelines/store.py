@@ -36,6 +36,9 @@ class CallRow(Base):
     __tablename__ = "calls"
     call_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     source: Mapped[str] = mapped_column(Text)
+    source_root: Mapped[str | None] = mapped_column(Text)
+    """The recording folder the run was given for this call; the console serves audio only from
+    inside it (a symlink in a calls folder pointing elsewhere is refused)."""
     agent_id: Mapped[str | None] = mapped_column(String(100), index=True)
     team: Mapped[str | None] = mapped_column(String(100), index=True)
     started_at: Mapped[str | None] = mapped_column(String(40), index=True)
@@ -146,6 +149,9 @@ class CallSource:
     direction: str | None = None
     channel_map: str | None = None
     """``left``/``right``: the agent's channel in a stereo recording."""
+    root: Path | None = None
+    """The recording folder this call was found in or named from (resolved): audio is only ever
+    served from inside it."""
 
     def metadata(self) -> dict[str, str]:
         keys = ("agent_id", "team", "started_at", "direction", "channel_map")
@@ -220,9 +226,10 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         with Session(self.engine) as session, session.begin():
             for call in calls:
-                values = {"call_id": call.call_id, "source": str(call.path), "status": "pending", "claims": 0, **call.metadata()}
+                where = {"source": str(call.path), "source_root": str(call.root) if call.root else None}
+                values = {"call_id": call.call_id, **where, "status": "pending", "claims": 0, **call.metadata()}
                 session.execute(insert(CallRow).values(**values).on_conflict_do_nothing(index_elements=["call_id"]))
-                refresh = {"source": str(call.path), **call.metadata()}
+                refresh = {**where, **call.metadata()}
                 session.execute(update(CallRow).where(CallRow.call_id == call.call_id).values(**refresh))
 
     def claim(self, call_id: str, worker: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
@@ -318,7 +325,10 @@ class Store:
     def export(self, out_dir: Path, formats: tuple[str, ...] = ("parquet", "csv")) -> list[Path]:
         import pandas as pd
 
-        out_dir.mkdir(parents=True, exist_ok=True)
+        from pipelines.records import make_private_dir
+        from pipelines.spreadsheet import safe_frame
+
+        make_private_dir(out_dir)
         written = []
         with self.engine.connect() as connection:
             for name in TABLES:
@@ -329,7 +339,7 @@ class Store:
                     written.append(path)
                 if "csv" in formats:
                     path = out_dir / f"{name}.csv"
-                    frame.to_csv(path, index=False, encoding="utf-8-sig")
+                    safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig")
                     written.append(path)
         return written
 
@@ -387,11 +397,32 @@ def _claim_is_dead(row: CallRow) -> bool:
     return time.time() - row.claimed_at > STALE_CLAIM_S
 
 
+def _create_private_sqlite(path: Path) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite does: it holds every transcript, and
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    from pipelines.records import PRIVATE_FILE, make_private_dir
+
+    make_private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+
+
+def display_url(url: str) -> str:
+    """The store URL as it may be printed or logged: any password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable store URL>"
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_sqlite(Path(path))
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")

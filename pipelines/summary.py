@@ -5,10 +5,13 @@ processed are listed with their reason, so nothing silently disappears from the 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.records import write_text_privately
 from pipelines.report_html import _env
+from pipelines.spreadsheet import safe_row
 
 FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error"]
 
@@ -39,21 +42,16 @@ class SummaryRow:
 
 
 def write_summary(rows: list[SummaryRow], out_dir: Path, rulebook: str = "") -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: r.call_id)
-    csv_path = out_dir / "summary.csv"
-    with csv_path.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel opens Chinese right
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.__dict__.items()})
-    html_path = out_dir / "summary.html"
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(safe_row({k: ("" if v is None else v) for k, v in row.__dict__.items()}))
+    csv_path = write_text_privately(out_dir / "summary.csv", "\ufeff" + buffer.getvalue())  # BOM: Excel opens Chinese right
     ok = [r for r in rows if r.status == "ok"]
-    html_path.write_text(
-        _env().get_template("summary.html.j2").render(
-            rows=rows, passed=sum(1 for r in ok if r.passed), failed_qa=sum(1 for r in ok if not r.passed),
-            errors=len(rows) - len(ok), rulebook=rulebook,
-        ),
-        encoding="utf-8",
+    html = _env().get_template("summary.html.j2").render(
+        rows=rows, passed=sum(1 for r in ok if r.passed), failed_qa=sum(1 for r in ok if not r.passed),
+        errors=len(rows) - len(ok), rulebook=rulebook,
     )
-    return csv_path, html_path
+    return csv_path, write_text_privately(out_dir / "summary.html", html)

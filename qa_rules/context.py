@@ -124,4 +124,6 @@ class CallContext:
                     if start < span[0] - 0.5 or start > span[1]:
                         continue
                     hits.append(Hit(i, element.label, start, end, u.speaker, m.text, m.score))
-        return sorted(set(hits), key=lambda h: (h.start, h.utterance))
+        # a total order (best match first among hits at the same time): a set's order changes with
+        # the process's hash seed, and evidence must not change between two runs of the same call
+        return sorted(set(hits), key=lambda h: (h.start, h.utterance, -h.score, -h.end, h.text, h.element, h.speaker))

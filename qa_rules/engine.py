@@ -119,7 +119,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
         for c in CATEGORIES
         if (v := by_category.get(c))
     }
-    return Scorecard(
+    card = Scorecard(
         call_id=conversation.call_id,
         rulebook=RulebookRef(id=rulebook.id, version=rulebook.version),
         score=round(total, 3),
@@ -133,3 +133,22 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
         categories=categories,
         asr_confidence=round(confidence, 3) if confidence is not None else None,
     )
+    return _guard_against_false_pass(card, conversation)
+
+
+def _guard_against_false_pass(card: Scorecard, conversation: Conversation) -> Scorecard:
+    """A call nobody can judge is "not scorable", never "passed": no agent speech (a tone, silence
+    on the agent's side, a wrong number) or no point at stake (every rule N/A).  Audio that decoded
+    only in part is flagged, so a supervisor knows the verdicts rest on part of the call."""
+    flags = list(card.flags)
+    if conversation.audio_damage:
+        flags.append(Flag(reason=f"audio damaged: {conversation.audio_damage}"))
+    reason = None
+    if not any(u.role == "agent" and u.text.strip() for u in conversation.utterances):
+        reason = "no agent speech recognised" + ("" if conversation.utterances else " (no speech at all)")
+    elif card.max_score <= 0:
+        reason = "no rule applied to this call (0 scorable points)"
+    if reason is None:
+        return card.model_copy(update={"flags": flags})
+    flags.append(Flag(reason=f"not scorable: {reason}"))
+    return card.model_copy(update={"flags": flags, "passed": False, "scorable": False, "not_scorable_reason": reason})

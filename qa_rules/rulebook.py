@@ -205,13 +205,71 @@ def _raise_validation(path: Path, data: Any, err: ValidationError, prefix: tuple
     raise RulebookError(path, line, _rule_label(data, loc) + msg + more) from None
 
 
+MAX_RULEBOOK_BYTES = 1_000_000
+"""A rulebook is a few hundred rules (the defaults are ~13 kB); a bigger file is refused unread."""
+MAX_YAML_NODES = 100_000
+"""Nodes after expanding aliases: an alias bomb (a few hundred bytes that expand to billions of
+nodes) is refused before anything is built from it."""
+MAX_YAML_ALIASES = 1_000
+
+
+def _check_size(path: Path, text: str) -> None:
+    """Refuse oversized files and YAML whose anchors/aliases expand past :data:`MAX_YAML_NODES`,
+    from the composed node graph (shared, not expanded), before any object is constructed."""
+    aliases = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise RulebookError(path, event.start_mark.line + 1,
+                                        f"more than {MAX_YAML_ALIASES} YAML aliases (*name) — refused as a YAML bomb")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # the loader below reports syntax errors with their line
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = MAX_YAML_NODES + 1  # a node reached again while being counted: a cycle
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(expanded(v) for v in node.value)
+        else:
+            total = 1
+        sizes[key] = min(total, MAX_YAML_NODES + 1)
+        return sizes[key]
+
+    if expanded(root) > MAX_YAML_NODES:
+        raise RulebookError(path, None, f"the YAML expands to more than {MAX_YAML_NODES:,} values through its "
+                                        "anchors and aliases — refused as a YAML bomb; write the lists out instead")
+
+
 def load_rulebook(path: Path | str) -> Rulebook:
-    """Read and validate a rulebook; any problem raises `RulebookError` (file, line, what)."""
+    """Read and validate a rulebook; any problem raises `RulebookError` (file, line, what).
+
+    Size and YAML expansion are checked first, so a hostile or mistaken file (a 24 MB file, an
+    alias bomb) is refused in milliseconds instead of exhausting memory."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RULEBOOK_BYTES:
+            raise RulebookError(path, None, f"the file is {size / 1e6:.1f} MB; a rulebook may be at most "
+                                            f"{MAX_RULEBOOK_BYTES / 1e6:g} MB — is this the right file?")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulebookError(path, None, f"cannot read the rulebook ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise RulebookError(path, None, "the rulebook is not UTF-8 text") from None
+    try:
+        _check_size(path, text)
+    except RecursionError:
+        raise RulebookError(path, None, "the YAML is nested too deeply to be a rulebook — refused") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except RulebookError as exc:
@@ -242,6 +300,12 @@ def load_rulebook(path: Path | str) -> Rulebook:
                 rule.parsed_params  # noqa: B018 - validate now, not at scoring time
             except ValidationError as err:
                 _raise_validation(path, data, err, loc + ("params",))
+    if not any(section.weight > 0 and rule.points > 0 for section, rule in book.rules):
+        raise RulebookError(
+            path, _line_at(data, ("sections",)),
+            "every section weight (or every rule's points) is 0: no call could earn or lose a point, so every "
+            "call would pass — give at least one section a weight above 0",
+        )
     return book
 
 

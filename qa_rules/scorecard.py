@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pipelines.records import record_json, write_json_atomically
+from pipelines.records import call_file, record_json, write_json_atomically
 
 Verdict = Literal["pass", "fail", "na"]
 
@@ -62,12 +62,16 @@ class Scorecard(BaseModel):
     categories: dict[str, Verdict] = Field(default_factory=dict)
     """Per category: ``fail`` if any of its rules failed, ``na`` if all were N/A, else ``pass``."""
     asr_confidence: float | None = None
+    scorable: bool = True
+    """``False`` when the call cannot be judged (no agent speech, or no point at stake): then
+    ``passed`` is ``False`` and ``not_scorable_reason`` says why — a call is never passed unheard."""
+    not_scorable_reason: str | None = None
 
     def to_json(self) -> str:
         return record_json(self)
 
     def write(self, out_dir: Path | str) -> Path:
-        return write_json_atomically(Path(out_dir) / f"{self.call_id}.scorecard.json", self.to_json())
+        return write_json_atomically(call_file(out_dir, self.call_id, ".scorecard.json"), self.to_json())
 
     @classmethod
     def read(cls, path: Path | str) -> "Scorecard":

@@ -26,3 +26,18 @@ def copy_store(built: BuiltStore, dest: Path) -> BuiltStore:
         source.close()
         target.close()
     return BuiltStore(store=Store(default_store_url(out_dir)), out_dir=out_dir, call_ids=list(built.call_ids))
+
+
+def csrf_token(client, call_id: str) -> str:
+    """The CSRF token the call page gives this client's session, as a reviewer's browser gets it."""
+    import re
+
+    page = client.get(f"/calls/{call_id}")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, f"no CSRF token on the page of {call_id} ({page.status_code})"
+    return found.group(1)
+
+
+def post_review(client, call_id: str, data: dict, token_from: str | None = None, **kwargs):
+    """POST a review the way the call page's form does: with the session's CSRF token."""
+    return client.post(f"/calls/{call_id}/reviews", data={**data, "csrf": csrf_token(client, token_from or call_id)}, **kwargs)

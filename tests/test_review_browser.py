@@ -1,5 +1,6 @@
 """The console in a real browser: headless Debian Chromium (no Playwright browser download) opens
-the queue, opens a call, clicks evidence and the audio seeks there, then saves a review."""
+the queue, opens a call, clicks evidence and the audio seeks there, then saves a review; a page on
+another 127.0.0.1 port (same *site* for the browser, so the token cookie goes along) cannot."""
 
 from __future__ import annotations
 
@@ -114,3 +115,68 @@ def test_raw_traversal_request_to_live_server_is_404(console):
         status = reply.split(b"\r\n", 1)[0]
         assert b" 404 " in status, f"{target}: {status!r}"
         assert b"root:" not in reply
+
+
+ATTACK_PAGE = """<!doctype html><meta charset=utf-8><title>win a prize</title>
+<form id=f method=post action="{target}">
+<input name=rule_id value="forbidden.rude_repeat_request"><input name=human_verdict value=pass>
+<input name=reviewer value=mallory><input name=note value=forged><input name=csrf value=guess></form>
+<script>document.getElementById('f').submit()</script>"""
+
+
+@pytest.fixture()
+def attacker_site():
+    """A page served by another server on another 127.0.0.1 port that posts a review on load."""
+    import http.server
+
+    pages: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep the test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield pages, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cross_origin_review_post_is_refused_in_chromium(console, attacker_site):
+    from playwright.sync_api import sync_playwright
+
+    built, base = console
+    pages, evil = attacker_site
+    target = f"{base}/calls/zh_rude_repeat/reviews"
+    pages["/prize.html"] = ATTACK_PAGE.format(target=target).encode()
+    with Session(built.store.engine) as session:
+        before = len(list(session.scalars(select(ReviewRow))))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{base}/queue?token={TOKEN}")  # the reviewer is signed in: the token cookie is set
+            assert page.url == f"{base}/queue"
+            with page.expect_response(target) as posted:
+                page.goto(f"{evil}/prize.html")
+            response = posted.value
+            assert response.request.method == "POST"
+            sent = response.request.all_headers()
+            # the browser sent the reviewer's token cookie along: only CSRF and origin checks stop it
+            assert "callqa_review_token=" in sent.get("cookie", ""), sent
+            assert response.status == 403, f"cross-origin POST answered {response.status}"
+            assert "another web page" in page.content()
+        finally:
+            browser.close()
+    with Session(built.store.engine) as session:
+        reviews = list(session.scalars(select(ReviewRow)))
+    assert len(reviews) == before and not any(r.reviewer == "mallory" for r in reviews)

@@ -18,7 +18,7 @@ from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
 from pipelines.store import ReviewRow
 from store_fixtures import build_store
-from tests.review_support import copy_store
+from tests.review_support import copy_store, post_review
 
 # rule A over 10 calls (machine, human): 4 pass/pass, 1 pass/fail, 2 fail/pass, 3 fail/fail.
 # By hand: p_o = 7/10 = 0.7; machine pass 5/10, human pass 6/10 -> p_e = .5*.6 + .5*.4 = 0.5;
@@ -109,10 +109,10 @@ def test_overturning_a_verdict_changes_calibration(pristine, tmp_path):
     client = TestClient(create_app(built.store, "t"), cookies={TOKEN_COOKIE: "t"})
     assert "No reviews yet" in client.get("/calibration").text
     rule = "greeting.standard"
-    client.post("/calls/zh_good_mono/reviews", data={"rule_id": rule, "human_verdict": "pass", "reviewer": "Ann"})
+    post_review(client, "zh_good_mono", {"rule_id": rule, "human_verdict": "pass", "reviewer": "Ann"})
     row = client.get("/calibration").text.split(f'data-rule="{rule}"', 1)[1].split("</tr>", 1)[0]
     assert '<td class="agree">1</td>' in row and '<td class="pct">100.0</td>' in row
-    client.post("/calls/zh_no_greeting/reviews", data={"rule_id": rule, "human_verdict": "pass", "reviewer": "Ann"})
+    post_review(client, "zh_no_greeting", {"rule_id": rule, "human_verdict": "pass", "reviewer": "Ann"})
     row = client.get("/calibration").text.split(f'data-rule="{rule}"', 1)[1].split("</tr>", 1)[0]
     assert '<td class="disagree">1</td>' in row and '<td class="pct">50.0</td>' in row
     assert '<td class="kappa">0.00</td>' in row  # machine pass+fail vs human pass+pass: p_o = p_e = 0.5

@@ -19,7 +19,7 @@ from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
 from pipelines.store import CallRow, ReviewRow, RuleResultRow
 from store_fixtures import build_store
-from tests.review_support import copy_store
+from tests.review_support import copy_store, post_review
 
 TOKEN = "test-token-123"
 
@@ -197,7 +197,7 @@ def test_review_is_stored_beside_the_machine_verdict(fresh):
     rule = "forbidden.rude_repeat_request"
     before = _rule_row(fresh.store, "zh_rude_repeat", rule)
     t0 = time.time()
-    response = client.post("/calls/zh_rude_repeat/reviews", follow_redirects=False, data={
+    response = post_review(client, "zh_rude_repeat", follow_redirects=False, data={
         "rule_id": rule, "human_verdict": "pass", "reviewer": " Li Na ", "note": "customer asked to repeat politely"})
     t1 = time.time()
     assert response.status_code == 303
@@ -225,10 +225,10 @@ def test_review_is_stored_beside_the_machine_verdict(fresh):
 def test_second_review_adds_a_row_and_uses_remembered_reviewer(fresh):
     client = _client(fresh.store)
     data = {"rule_id": "greeting.standard", "human_verdict": "fail", "reviewer": "Ann"}
-    assert client.post("/calls/zh_no_greeting/reviews", data=data, follow_redirects=False).status_code == 303
+    assert post_review(client, "zh_no_greeting", data, follow_redirects=False).status_code == 303
     client.cookies.set("callqa_reviewer", "Ann")
     data = {"rule_id": "greeting.standard", "human_verdict": "pass", "note": "greeting was there, ASR missed it"}
-    assert client.post("/calls/zh_no_greeting/reviews", data=data, follow_redirects=False).status_code == 303
+    assert post_review(client, "zh_no_greeting", data, follow_redirects=False).status_code == 303
     with Session(fresh.store.engine) as session:
         reviews = list(session.scalars(select(ReviewRow).order_by(ReviewRow.id)))
     assert [(r.human_verdict, r.reviewer) for r in reviews] == [("fail", "Ann"), ("pass", "Ann")]
@@ -240,14 +240,14 @@ def test_second_review_adds_a_row_and_uses_remembered_reviewer(fresh):
     ({"rule_id": "no.such_rule", "human_verdict": "pass", "reviewer": "Ann"}, "no result for rule no.such_rule"),
 ])
 def test_bad_reviews_are_refused_and_not_stored(fresh, data, message):
-    response = _client(fresh.store).post("/calls/zh_no_greeting/reviews", data=data)
+    response = post_review(_client(fresh.store), "zh_no_greeting", data)
     assert response.status_code == 400
     assert message in response.text and "not saved" in response.text
     assert fresh.store.count("reviews") == 0
 
 
 def test_review_for_unknown_call_is_404(fresh):
-    response = _client(fresh.store).post("/calls/nope/reviews", data={
+    response = post_review(_client(fresh.store), "nope", token_from="zh_no_greeting", data={
         "rule_id": "greeting.standard", "human_verdict": "pass", "reviewer": "Ann"})
     assert response.status_code == 404
     assert fresh.store.count("reviews") == 0

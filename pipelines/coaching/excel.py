@@ -11,6 +11,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from pipelines.spreadsheet import safe_cell
+
 log = logging.getLogger(__name__)
 
 MAX_WIDTH = 50
@@ -30,7 +32,7 @@ def write_workbook(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
     workbook.remove(workbook.active)
     for name, frame in sheets.items():
         sheet = workbook.create_sheet(_sheet_name(name))
-        headers = [HEADERS.get(str(c), str(c)) for c in frame.columns]
+        headers = [safe_cell(HEADERS.get(str(c), str(c))) for c in frame.columns]
         sheet.append(headers)
         for row in frame.itertuples(index=False):
             sheet.append([_cell(v) for v in row])
@@ -55,12 +57,13 @@ def write_workbook(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
 
 
 def _cell(value):
-    """Plain Python values for openpyxl (NaN → empty cell, numpy scalars → Python numbers)."""
+    """Plain Python values for openpyxl (NaN → empty cell, numpy scalars → Python numbers); text
+    that Excel would run as a formula (``=HYPERLINK(...)`` in an agent id) stays text."""
     if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
         return None
     if hasattr(value, "item"):
         return value.item()
-    return value
+    return safe_cell(value)
 
 
 def _display_width(value) -> int:

@@ -61,9 +61,12 @@ def parse_period(text: str) -> Period:
     raise PeriodError(f"period {text!r} not understood — use a month like 2024-05 or a date range like 2024-05-01..2024-05-31")
 
 
-def call_date(started_at: str | None) -> date | None:
-    """The local calendar date of a call's ``started_at``; ``None`` when missing or unreadable."""
-    if not started_at or len(started_at) < 10:
+def call_date(started_at: object) -> date | None:
+    """The local calendar date of a call's ``started_at``; ``None`` when missing or unreadable.
+
+    A store read into pandas gives NaN (a float), not ``None``, for a call without a start date:
+    anything but text is "no date", never a crash of the whole report."""
+    if not isinstance(started_at, str) or len(started_at) < 10:
         return None
     try:
         return date.fromisoformat(started_at[:10])

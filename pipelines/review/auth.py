@@ -55,10 +55,18 @@ def gate(request: Request, token: str) -> Response | None:
     if how == "query" and request.method == "GET":
         # keep the token out of the address bar, history and Referer: cookie it and drop it
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        response = RedirectResponse(str(request.url.replace(query=urlencode(query))), status_code=303)
+        response = RedirectResponse(same_site_location(request.url.path, urlencode(query)), status_code=303)
         remember(response, TOKEN_COOKIE, token)
         return response
+    request.state.token_via = how
     return None
+
+
+def same_site_location(path: str, query: str = "") -> str:
+    """A relative redirect target (never built from the ``Host`` header, which a client chooses),
+    that cannot turn into another site: ``//evil.example`` or ``/\\evil`` collapse to one ``/``."""
+    path = "/" + path.lstrip("/\\")
+    return f"{path}?{query}" if query else path
 
 
 def remember(response: Response, name: str, value: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipelines.spreadsheet import safe_row
 from pipelines.store import ReviewRow, Store
 
 BINARY = ("pass", "fail")
@@ -140,7 +141,7 @@ def to_csv(rows: list[RuleAgreement]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for record in as_records(rows):
-        writer.writerow({k: "" if v is None else v for k, v in record.items()})
+        writer.writerow(safe_row({k: "" if v is None else v for k, v in record.items()}))
     return buffer.getvalue()
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -48,7 +49,35 @@ def serve(
     typer.echo(f"review console: http://{shown}:{port}/queue?token={token}")
     if generated:
         typer.echo("(token generated for this run; set --token or CALLQA_REVIEW_TOKEN to keep one across restarts)")
-    uvicorn.run(create_app(results, token), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(results, token), host=host, port=port, log_level="info", log_config=log_config())
+
+
+class TokenFilter(logging.Filter):
+    """Replaces the value of ``token=`` in log lines (uvicorn's access log shows the first
+    ``GET /queue?token=…`` of every reviewer) with ``***``: logs are read by more people than the
+    console is."""
+
+    PATTERN = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's own logging set-up with :class:`TokenFilter` on both of its handlers."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["hide_token"] = {"()": TokenFilter}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("hide_token")
+    return config
 
 
 def calibrate(

@@ -215,6 +215,49 @@ def audio_path(store: Store, call_id: str) -> Path | None:
         return Path(call.source) if call is not None and call.source else None
 
 
+@dataclass(frozen=True)
+class AudioLookup:
+    """What the audio route may serve for a call: ``path`` (resolved) or the refusal to show."""
+
+    path: Path | None
+    status: int = 200
+    message: str = ""
+
+
+def servable_audio(store: Store, call_id: str) -> AudioLookup:
+    """The recording of a scored call, only if it is still an ordinary file inside the recording
+    folder the run was given.
+
+    A call that failed (e.g. "not an audio file") has nothing to play, and a file that resolves
+    elsewhere — a ``leak.wav`` symlink to ``/etc/passwd`` in a calls folder — is refused, so the
+    console never serves a file just because a call names it."""
+    with Session(store.engine) as session:
+        call = session.get(CallRow, call_id)
+        if call is None or not call.source:
+            return AudioLookup(None, 404, f"no call {call_id!r} in this store")
+        status, error, source, root = call.status, call.error, Path(call.source), call.source_root
+    if status != "done":
+        why = f" ({error})" if error else ""
+        return AudioLookup(None, 404, f"call {call_id} was not scored (status {status}{why}) — there is no recording to play")
+    try:
+        real = source.resolve(strict=True)
+    except (OSError, RuntimeError):
+        real = None
+    if real is None or not real.is_file():
+        return AudioLookup(None, 404, f"the recording of call {call_id} is not at {source} any more — restore the file "
+                                      "or re-register the call with its new location")
+    folder = Path(root) if root else source.parent
+    try:
+        folder = folder.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return AudioLookup(None, 404, f"the recording folder {folder} of call {call_id} is gone — restore it")
+    if not real.is_relative_to(folder):
+        log.warning("audio of call %s refused: %s resolves to %s, outside its recording folder %s", call_id, source, real, folder)
+        return AudioLookup(None, 403, f"the recording of call {call_id} points outside its recording folder {folder} — "
+                                      "not served; check the file (a link to another place?) and run the call again")
+    return AudioLookup(real)
+
+
 # --------------------------------------------------------------------------- reviews
 def save_review(store: Store, call_id: str, rule_id: str, human_verdict: str, reviewer: str, note: str = "",
                 now: float | None = None) -> ReviewRow:
