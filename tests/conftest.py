@@ -43,3 +43,22 @@ def engines(settings):
     from pipelines.engines import SpeechEngines
 
     return SpeechEngines.load(settings)
+
+
+CALLS2 = SHARED / "data" / "calls2"
+
+
+@pytest.fixture(scope="session")
+def calls2_batch(tmp_path_factory) -> Path:
+    """`callqa run ../shared/data/calls2/manifest.csv --out <tmp>` once per test session (all 22
+    files: the seeds' situational scripts and customer-first openings, 8 kHz and mono copies);
+    returns the output folder with each call's conversation, measures and scorecard JSON."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    manifest = _require(CALLS2 / "manifest.csv")
+    out = tmp_path_factory.mktemp("calls2_batch")
+    result = CliRunner().invoke(app, ["run", str(manifest), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
