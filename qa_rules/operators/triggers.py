@@ -243,7 +243,7 @@ class LongNumberParams(Strict):
     """Skip numbers this party said earlier (reading the customer's own number back is a check,
     not information to write down)."""
     same_number_similarity: float = Field(default=0.8, gt=0, le=1)
-    not_followed_by: list[Phrase] = Field(default_factory=lambda: [Phrase(regex=r"(对吗|是吗|对不对|是不是|没错吧|对吧|right\?|correct\?|is that right)")])
+    not_followed_by: list[Phrase] = Field(default_factory=lambda: [Phrase(regex=r"(^[\s,.]*吗|对吗|是吗|对不对|是不是|没错吧|对吧|right\?|correct\?|is that right)")])
     """A number followed by a check question in the same turn is a read-back, not dictation."""
 
 
