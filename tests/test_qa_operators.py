@@ -492,3 +492,17 @@ def test_language_mix_latin_words_and_dialect():
     assert run("language_mix", call([T("agent", 0, 1, "好的")]), params).verdict == "na"
     zh_in_en = call([T("agent", 0, 4, "您好请问有什么可以帮您")], language="en")
     assert run("language_mix", zh_in_en, {"foreign": "cjk"}).verdict == "fail"
+
+
+def test_silent_party_ignores_the_agents_voice_split_off_by_diarization():
+    # mono silent call: diarization cut the agent's one voice in two; the "customer" only repeats the offer of help
+    split = call([T("agent", 0.4, 6.1, "您好,欢迎致电星河通信,工号一零二四为您服务"), T("customer", 6.5, 8.0, "请问有什么可以帮您。"),
+                  T("customer", 13.1, 15.7, "您好,请问有什么可以帮您。"), T("agent", 20.9, 27.2, "对不起,听不到您的声音,请您换一部电话再打过来")], duration=32.9)
+    params = {"other_side_phrases": ["请问有什么可以帮您", "有什么可以帮您", "您好"]}
+    assert detect("silent_party", split, {}, "customer") == []
+    assert len(detect("silent_party", split, params, "customer")) == 1
+    answer = call([T("agent", 0.4, 6.1, "您好,请问有什么可以帮您"), T("customer", 6.5, 8.0, "您好")])
+    assert detect("silent_party", answer, params, "customer") == []  # a bare 您好 is an answer
+    # and the script is judged on every voice: the repeated greeting after a 5 s pause counts
+    out = run("steps", split, SILENT_STEPS, scope="any")
+    assert out.verdict == "pass", [(e.expected, e.measured) for e in out.evidence]

@@ -70,7 +70,7 @@ def last_voice_end(ctx: CallContext) -> float:
 
 @register("steps", StepsParams)
 def steps(ctx: CallContext, scope: Scope, p: StepsParams) -> Outcome:
-    """Each step in order (a later step starts after the previous one, in a later turn), with the
+    """Each step in order (a later step starts after a pause of at least 1 s), with the
     silence before it inside ``gap_s``; then the wait before the hang-up inside ``hang_up_s``.
     The first step missing, out of order or off in time fails the rule, with the measured gap."""
     idx = ctx.indices(scope)
@@ -82,10 +82,9 @@ def steps(ctx: CallContext, scope: Scope, p: StepsParams) -> Outcome:
     for n, step in enumerate(p.steps, 1):
         hits = sorted((h for e in step.phrases for h in ctx.find(e, idx, p)), key=lambda h: h.start)
         if previous is not None:
-            # a later step is a later turn, or at least a real pause later in the same one (so the
-            # greeting's own 您好…有什么可以帮您 is not taken for the repeated greeting)
-            hits = [h for h in hits if h.start >= previous.end
-                    and (h.utterance != previous.utterance or silence_between(ctx, previous.end, h.start) >= SAME_TURN_PAUSE_S)]
+            # a later step comes after a real pause: words without one are the previous step's speech
+            # (the greeting's own 您好…有什么可以帮您, however ASR or diarization cut it into turns)
+            hits = [h for h in hits if h.start >= previous.end and silence_between(ctx, previous.end, h.start) >= SAME_TURN_PAUSE_S]
         if not hits:
             anchor = previous.end if previous else 0.0
             evidence.append(Evidence(anchor, anchor, None, None, None, f"step {n} «{step.name}» not said"

@@ -101,6 +101,12 @@ class SilentParams(Strict):
     max_words: int = Field(default=1, ge=0)
     min_after_s: float = Field(default=1.0, ge=0)
     """The other side's first turn must end at least this long before the call does."""
+    other_side_phrases: list[Phrase] = Field(default_factory=list)
+    """Turns of the party made only of these (the agent's offer of help, 请问有什么可以帮您…) are the
+    other side's voice that mono diarization split off — a silent call has one voice, often cut
+    in two — not an answer.  A turn counts as such when the phrases cover ``other_side_share`` of
+    its characters and one of them is at least 4 characters long (a bare 喂/您好 is an answer)."""
+    other_side_share: float = Field(default=0.8, gt=0, le=1)
 
 
 @register_trigger("silent_party", SilentParams)
@@ -116,13 +122,34 @@ def silent_party(ctx: CallContext, scope: Scope, p: SilentParams) -> list[Occurr
     if end - t0 < p.min_after_s:
         return []
     speakers = _speakers_of(ctx, scope)
-    voiced = sum(max(min(t.end, end) - max(t.start, t0), 0.0) for t in ctx.conversation.turns if t.speaker in speakers)
-    words = sum(len(ctx.utterance(i).words) or len(clean(ctx.utterance(i).text).split())
-                for i in ctx.indices(scope) if ctx.utterance(i).end > t0)
+    mine = [i for i in ctx.indices(scope) if ctx.utterance(i).end > t0]
+    split_off = [i for i in mine if _only_phrases(ctx, i, p)]
+    spans = [(ctx.utterance(i).start, ctx.utterance(i).end) for i in split_off]
+    voiced = sum(max(min(t.end, end) - max(t.start, t0), 0.0) for t in ctx.conversation.turns
+                 if t.speaker in speakers and not any(a - 0.3 <= t.start and t.end <= b + 0.3 for a, b in spans))
+    words = sum(len(ctx.utterance(i).words) or len(clean(ctx.utterance(i).text).split()) for i in mine if i not in split_off)
     if voiced > p.max_voiced_s or words > p.max_words:
         return []
     return [Occurrence(t0, end, None, None, f"{scope} silent for {end - t0:.1f} s after the first {_other(scope)} turn "
                                              f"({voiced:.1f} s of voice, {words} words)")]
+
+
+def _only_phrases(ctx: CallContext, i: int, p: SilentParams) -> bool:
+    if not p.other_side_phrases:
+        return False
+    doc = ctx.doc(i)
+    hits = [h for e in p.other_side_phrases for h in ctx.find(e, [i], PhraseSearch(phrases=p.other_side_phrases, similarity=1.0))]
+    if not hits or max(len(h.text) for h in hits) < 4:
+        return False
+    covered: set[int] = set()
+    text = doc.chars
+    for h in hits:
+        start = text.find(h.text)
+        while start >= 0:
+            covered.update(range(start, start + len(h.text)))
+            start = text.find(h.text, start + 1)
+    letters = [k for k, ch in enumerate(text) if ch.isalnum()]
+    return bool(letters) and sum(1 for k in letters if k in covered) / len(letters) >= p.other_side_share
 
 
 class QuietParams(Strict):
