@@ -506,3 +506,10 @@ def test_silent_party_ignores_the_agents_voice_split_off_by_diarization():
     # and the script is judged on every voice: the repeated greeting after a 5 s pause counts
     out = run("steps", split, SILENT_STEPS, scope="any")
     assert out.verdict == "pass", [(e.expected, e.measured) for e in out.evidence]
+
+
+def test_hang_up_is_na_once_the_customer_is_heard_again():
+    solved = call([T("customer", 9, 12, "我想查宽带", loudness=-46), T("agent", 12.5, 15, "请您大声一点好吗"), T("customer", 15.5, 18, "我想查宽带"),
+                   T("agent", 18.5, 21, "您的宽带还有十二天到期,再见")], duration=22)
+    assert run("hang_up", solved, HANG_UP, trigger=[occ(9, 12)]).verdict == "na"
+    assert run("hang_up", solved, {**HANG_UP, "unless_answered": False}, trigger=[occ(9, 12)]).verdict == "fail"

@@ -294,3 +294,19 @@ def test_rulebook_situations_load_and_errors_name_the_line(tmp_path):
     (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(RulebookError, match="line 8"):
         load_rulebook(tmp_path / "c.yaml")
+
+
+def test_a_quiet_customer_heard_after_the_request_in_a_short_call():
+    short = zh([GREET, QUIET_TURN, T("agent", 12.8, 16, "不好意思,您那边声音比较小,麻烦您大点声好吗?"), T("customer", 16.5, 19, "我想问一下我的套餐"),
+                T("agent", 19.5, 23, "好的,您的套餐是五十八元")] + [T(t.role, t.start - 36, t.end - 36, t.text) for t in BYE])
+    card = score(*short, ZH)
+    rules = {r.id: r for r in card.rules}
+    assert rules["canthear.low_volume"].verdict == "pass" and rules["canthear.hang_up_after_line"].verdict == "na"
+    assert card.categories["cant_hear"] == "pass"
+
+
+def test_en_wrong_number_curt_answer():
+    curt = en([E_GREET, T("customer", 6.5, 9, "Hi, is this Tony's Pizza?"), T("agent", 9.5, 10, "Nope.")])
+    assert score(*curt, EN).categories["wrong_number"] == "fail"
+    right = en([T("customer", 0.5, 4, "Hi, is this the Acme support line?"), T("agent", 4.5, 9, "Yes, thank you for calling Acme support, how can I help you?")])
+    assert score(*right, EN).categories["wrong_number"] == "na"

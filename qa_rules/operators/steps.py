@@ -118,6 +118,9 @@ class HangUpParams(PhraseSearch):
     agent ended the call because of the situation.  A call that goes on is N/A here."""
     min_wait_s: float = Field(default=4.0, ge=0)
     """After the closing line, the agent waits this long before releasing (seed: 5 s)."""
+    unless_answered: bool = True
+    """N/A when the customer spoke again after the last occurrence, in a turn that is not itself
+    one (heard fine after 请您大声一点): the problem was solved, the call did not end over it."""
 
 
 @register("hang_up", HangUpParams)
@@ -130,6 +133,13 @@ def hang_up(ctx: CallContext, scope: Scope, p: HangUpParams) -> Outcome:
     last = ctx.trigger[-1]
     if end - last.end > p.within_s:
         return Outcome("na", note=f"the call went on for {end - last.end:.0f} s after the situation: no hang-up over it")
+    if p.unless_answered:
+        answered = [i for i in ctx.indices("customer") if ctx.utterance(i).start >= last.end - 0.05
+                    and not any(o.start - 0.3 <= ctx.utterance(i).start <= o.end + 0.3 for o in ctx.trigger)]
+        if answered:
+            u = ctx.utterance(answered[0])
+            return Outcome("na", [Evidence(u.start, u.end, u.speaker, u.text, None, "the customer was heard again: no hang-up over the situation")],
+                           note="the customer was heard again after the situation")
     first = ctx.trigger[0]
     idx = [i for i in ctx.indices(scope) if ctx.utterance(i).end >= first.start]
     hits = sorted((h for e in p.phrases for h in ctx.find(e, idx, p)), key=lambda h: h.start)
