@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipelines.report_html import _env
 
-FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error"]
+FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error", "failed_categories", "situations"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class SummaryRow:
     fatal: str = ""
     flags: str = ""
     error: str = ""
+    failed_categories: str = ""
+    """Categories with a failed rule (greeting;silent_caller…): what to listen for first."""
+    situations: str = ""
+    """Situations the rulebook found on the call (silent_caller, transfer…)."""
 
     @classmethod
     def from_scorecard(cls, card: dict) -> "SummaryRow":
@@ -31,6 +35,8 @@ class SummaryRow:
             call_id=card["call_id"], status="ok", score=card["score"], max_score=card["max_score"],
             percent=round(card["percent"], 1), passed=card["passed"], fatal=";".join(card.get("fatal_failures", [])),
             flags="; ".join(f["reason"] for f in card.get("flags", [])),
+            failed_categories=";".join(c for c, v in card.get("categories", {}).items() if v == "fail"),
+            situations=";".join(x["id"] for x in card.get("situations", []) if x.get("occurred")),
         )
 
     @classmethod
