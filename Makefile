@@ -8,6 +8,7 @@ install:
 
 demo: install
 	.venv/bin/callqa run samples/calls/manifest.csv --out $(OUT)
+	.venv/bin/callqa run samples/scripts/manifest.csv --out $(OUT)/scripts
 	.venv/bin/callqa transcribe "$$(.venv/bin/python -c 'import pyannote.audio.sample as s, pathlib; print(pathlib.Path(s.__file__).parent / "sample.wav")')" --out $(OUT)/pyannote-sample
 
 test: install

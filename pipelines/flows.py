@@ -248,7 +248,8 @@ def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result:
     try:
         create_markdown_artifact(markdown=markdown, key="qa-batch-summary", description="QA batch summary")
         create_table_artifact(
-            table=[{"call_id": r.call_id, "percent": r.percent, "passed": r.passed, "fatal": r.fatal, "flags": r.flags} for r in flagged],
+            table=[{"call_id": r.call_id, "percent": r.percent, "passed": r.passed, "fatal": r.fatal, "failed_categories": r.failed_categories,
+                    "situations": r.situations, "flags": r.flags} for r in flagged],
             key="qa-flagged-calls", description="Calls QA should review",
         )
     except Exception as exc:  # noqa: BLE001 - artifacts are a report, never a reason to lose results

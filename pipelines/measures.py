@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
-from pipelines.records import Conversation, Measures, Overlap, Silence, SpeakerTurn, UtteranceMeasures, Utterance
+from pipelines.records import Conversation, Measures, Overlap, Silence, SpeakerMeasures, SpeakerTurn, UtteranceMeasures, Utterance
 from pipelines.text import CHINESE_LANGUAGES, count_cjk
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def measure_call(audio: CallAudio, conversation: Conversation, min_silence_s: fl
     }
     total_talk = talk["agent"] + talk["customer"]
     silences = find_silences(conversation.turns, conversation.duration_s, min_silence_s)
+    speakers = measure_speakers(audio, conversation)
     return Measures(
         call_id=conversation.call_id,
         duration_s=conversation.duration_s,
@@ -55,7 +56,53 @@ def measure_call(audio: CallAudio, conversation: Conversation, min_silence_s: fl
         agent_talk_ratio=round(talk["agent"] / total_talk, 3) if total_talk else None,
         silence_share=round(sum(s.duration for s in silences) / conversation.duration_s, 3) if conversation.duration_s else 0.0,
         min_silence_s=min_silence_s,
+        speakers=speakers,
     )
+
+
+NOISE_FRAME_S = 0.05
+NOISE_MARGIN_S = 0.2
+
+
+def measure_speakers(audio: CallAudio, conversation: Conversation) -> list[SpeakerMeasures]:
+    """Level, noise floor and SNR per speaker from voice activity (not from recognised words, so
+    a caller too quiet or noisy to transcribe is still measured).  The noise floor is the median
+    level of the frames of the speaker's channel where no voice of that channel is active (all
+    voices for a mono mix), away from speech edges by ``NOISE_MARGIN_S``."""
+    turns_by_speaker: dict[str, list[tuple[float, float]]] = {}
+    for turn in conversation.turns:
+        turns_by_speaker.setdefault(turn.speaker, []).append((turn.start, turn.end))
+    out = []
+    for speaker in conversation.speakers:
+        spans = _merge(turns_by_speaker.get(speaker.id, []))
+        channel = speaker.channel if speaker.channel is not None and speaker.channel < audio.channels else None
+        signal = audio.samples[channel] if channel is not None else audio.mono()
+        same_line = [s.id for s in conversation.speakers if channel is None or s.channel == channel]
+        busy = _merge([t for sid in same_line for t in turns_by_speaker.get(sid, [])])
+        voiced = [signal[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
+        level = _level_dbfs(np.concatenate(voiced)) if voiced else None
+        noise = _noise_floor(signal, busy)
+        out.append(SpeakerMeasures(
+            speaker=speaker.id, role=speaker.role, voiced_s=round(sum(b - a for a, b in spans), 3),
+            level_dbfs=level, noise_dbfs=noise,
+            snr_db=round(level - noise, 2) if level is not None and noise is not None else None,
+        ))
+    return out
+
+
+def _noise_floor(signal: np.ndarray, busy: list[tuple[float, float]]) -> float | None:
+    hop = int(NOISE_FRAME_S * SAMPLE_RATE)
+    n = len(signal) // hop
+    if n == 0:
+        return None
+    mask = np.ones(n, dtype=bool)
+    for a, b in busy:
+        mask[max(int((a - NOISE_MARGIN_S) / NOISE_FRAME_S), 0) : int((b + NOISE_MARGIN_S) / NOISE_FRAME_S) + 1] = False
+    if mask.sum() < 10:  # speech wall to wall: no noise to measure
+        return None
+    frames = signal[: n * hop].reshape(n, hop)[mask].astype(np.float64)
+    levels = 10 * np.log10(np.maximum(np.mean(frames**2, axis=1), 1e-20))
+    return round(float(np.median(levels)), 2)
 
 
 def find_silences(turns: list[SpeakerTurn], duration_s: float, min_silence_s: float = MIN_SILENCE_S) -> list[Silence]:
@@ -115,7 +162,8 @@ def _measure_utterance(
     voiced = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     words = [w for w in utterance.words]
     if language in CHINESE_LANGUAGES:
-        units, unit = count_cjk(utterance.text), "chars_per_s"
+        # a digit written 0-9 is read as one syllable, like 零…九: a number read out has a rate too
+        units, unit = count_cjk(utterance.text) + sum(ch.isdigit() for ch in utterance.text), "chars_per_s"
         rate = units / voiced_s if voiced_s > 0 else None
     else:
         units, unit = len(utterance.text.split()), "words_per_min"

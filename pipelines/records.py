@@ -244,6 +244,21 @@ class UtteranceMeasures(_Record):
     """Mean word probability."""
 
 
+class SpeakerMeasures(_Record):
+    """One voice over the whole call, from its voice activity (``Conversation.turns``), whether
+    or not words were recognised: how loud it is and how far it rises over its line's noise."""
+
+    speaker: str
+    role: Role
+    voiced_s: float
+    level_dbfs: float | None = None
+    """RMS level of the speaker's voiced frames (on its own channel in stereo calls)."""
+    noise_dbfs: float | None = None
+    """Noise floor of that channel: median level of its frames where nobody is heard."""
+    snr_db: float | None = None
+    """``level_dbfs - noise_dbfs``: a noisy line or a far-away caller comes out low."""
+
+
 class Silence(_Record):
     """A stretch where nobody is heard (the customer hears nothing from the agent)."""
 
@@ -280,6 +295,8 @@ class Measures(_Record):
     agent_talk_ratio: float | None
     silence_share: float
     min_silence_s: float = 1.0
+    speakers: list[SpeakerMeasures] = Field(default_factory=list)
+    """Per speaker over the call (level, noise floor, SNR); empty in measures written before."""
 
     def write(self, out_dir: Path) -> Path:
         return write_json_atomically(call_file(out_dir, self.call_id, ".measures.json"), record_json(self))

@@ -13,7 +13,7 @@ from pipelines.records import write_text_privately
 from pipelines.report_html import _env
 from pipelines.spreadsheet import safe_row
 
-FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error"]
+FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error", "failed_categories", "situations"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class SummaryRow:
     fatal: str = ""
     flags: str = ""
     error: str = ""
+    failed_categories: str = ""
+    """Categories with a failed rule (greeting;silent_caller…): what to listen for first."""
+    situations: str = ""
+    """Situations the rulebook found on the call (silent_caller, transfer…)."""
 
     @classmethod
     def from_scorecard(cls, card: dict) -> "SummaryRow":
@@ -34,6 +38,8 @@ class SummaryRow:
             call_id=card["call_id"], status="ok", score=card["score"], max_score=card["max_score"],
             percent=round(card["percent"], 1), passed=card["passed"], fatal=";".join(card.get("fatal_failures", [])),
             flags="; ".join(f["reason"] for f in card.get("flags", [])),
+            failed_categories=";".join(c for c, v in card.get("categories", {}).items() if v == "fail"),
+            situations=";".join(x["id"] for x in card.get("situations", []) if x.get("occurred")),
         )
 
     @classmethod

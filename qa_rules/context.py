@@ -6,14 +6,18 @@ pinyin only once.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pipelines.records import Conversation, Measures, Utterance
 
 from .matching import Doc, find_regex, find_text
 from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex
+
+if TYPE_CHECKING:  # the rulebook imports the operators, which import this module
+    from .rulebook import Rulebook, Situation
 
 Verdict = Literal["pass", "fail", "na"]
 
@@ -50,11 +54,60 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True)
+class Occurrence:
+    """One time a situation was detected on the call (a trigger fired): where, who, and why.
+
+    ``start``/``end`` span what the trigger saw (the turn with the transfer phrase, the digit run,
+    the quiet customer turn); rules of the situation judge what the agent did around it."""
+
+    start: float
+    end: float
+    speaker: str | None
+    text: str | None
+    what: str
+    """What fired, for the reviewer: ``said: 打错了``, ``customer level -46.1 dBFS``…"""
+    value: str | None = None
+    """A value the trigger captured (the customer's surname, the digits read out)."""
+
+
 class CallContext:
-    def __init__(self, conversation: Conversation, measures: Measures) -> None:
+    def __init__(self, conversation: Conversation, measures: Measures, rulebook: "Rulebook | None" = None) -> None:
         self.conversation = conversation
         self.measures = measures
+        self.rulebook = rulebook
         self._docs: dict[int, Doc] = {}
+        self._situations: dict[str, list[Occurrence]] = {}
+        self.trigger: list[Occurrence] = []
+        """Occurrences of the situation of the rule being judged (empty for rules without one)."""
+
+    def situation(self, situation_id: str) -> list[Occurrence]:
+        """Occurrences of a situation of the rulebook, detected once per call (any of its
+        detectors; occurrences closer than ``merge_within_s`` are one)."""
+        if situation_id not in self._situations:
+            spec = self._situation_spec(situation_id)
+            self._situations[situation_id] = detect_situation(self, spec)
+        return self._situations[situation_id]
+
+    def _situation_spec(self, situation_id: str) -> "Situation":
+        for spec in self.rulebook.situations if self.rulebook is not None else []:
+            if spec.id == situation_id:
+                return spec
+        raise KeyError(f"situation {situation_id!r} is not defined in the rulebook")
+
+    def focus(self, occurrences: list[Occurrence]) -> "CallContext":
+        """The same call (shared caches) with ``trigger`` set for one situational rule."""
+        view = copy.copy(self)
+        view.trigger = list(occurrences)
+        return view
+
+    @cached_property
+    def is_conversation(self) -> bool:
+        """False when a situation marked ``no_conversation`` occurred (silent caller, wrong
+        number): the call has no service part, so closing and body rules do not apply."""
+        if self.rulebook is None:
+            return True
+        return not any(self.situation(s.id) for s in self.rulebook.situations if s.no_conversation)
 
     @cached_property
     def has_roles(self) -> bool:
@@ -127,3 +180,27 @@ class CallContext:
         # a total order (best match first among hits at the same time): a set's order changes with
         # the process's hash seed, and evidence must not change between two runs of the same call
         return sorted(set(hits), key=lambda h: (h.start, h.utterance, -h.score, -h.end, h.text, h.element, h.speaker))
+
+
+def detect_situation(ctx: CallContext, spec: "Situation") -> list[Occurrence]:
+    """Run every detector of a situation; union of their occurrences in time order, merged when
+    closer than ``merge_within_s`` (a transfer phrase and the new voice 6 s later are one transfer)."""
+    from .operators import TRIGGERS  # late: the operators import this module
+
+    found: list[Occurrence] = []
+    for detector in spec.detect:
+        found.extend(TRIGGERS[detector.operator].fn(ctx, detector.speaker, detector.parsed_params))
+    found.sort(key=lambda o: (o.start, o.end))
+    if spec.merge_within_s <= 0 or not found:
+        return found
+    merged = [found[0]]
+    for occ in found[1:]:
+        last = merged[-1]
+        if occ.start - last.end <= spec.merge_within_s:
+            merged[-1] = Occurrence(
+                last.start, max(last.end, occ.end), last.speaker, " / ".join(t for t in (last.text, occ.text) if t) or None,
+                f"{last.what}; {occ.what}", last.value or occ.value,
+            )
+        else:
+            merged.append(occ)
+    return merged

@@ -9,11 +9,12 @@ from dataclasses import asdict
 
 from pipelines.records import Conversation, Measures
 
+from .callstats import call_figures
 from .context import CallContext, Outcome
 from .matching import clean
 from .operators import OPERATORS
 from .rulebook import CATEGORIES, Condition, Rule, Rulebook
-from .scorecard import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard
+from .scorecard import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult
 
 
 def _applies(ctx: CallContext, cond: Condition | None) -> str | None:
@@ -25,6 +26,11 @@ def _applies(ctx: CallContext, cond: Condition | None) -> str | None:
         return f"call shorter than {cond.min_duration_s:g} s"
     if cond.max_duration_s is not None and duration > cond.max_duration_s:
         return f"call longer than {cond.max_duration_s:g} s"
+    if cond.conversation is not None and ctx.is_conversation != cond.conversation:
+        if cond.conversation:
+            happened = [s.id for s in ctx.rulebook.situations if s.no_conversation and ctx.situation(s.id)] if ctx.rulebook else []
+            return f"not a conversation ({', '.join(happened)})"
+        return "the call is a conversation"
     if cond.speaker_mode is not None and ctx.conversation.speaker_mode != cond.speaker_mode:
         return f"speaker mode is not {cond.speaker_mode}"
     for role in cond.has_roles or []:
@@ -41,14 +47,22 @@ def _applies(ctx: CallContext, cond: Condition | None) -> str | None:
 
 
 def run_rule(ctx: CallContext, rule: Rule) -> Outcome:
-    """One rule → outcome; N/A when its condition fails or when there is no agent to judge."""
+    """One rule → outcome; N/A when its condition fails, when its situation did not occur, or
+    when there is no agent to judge.  A situational rule's operator sees the occurrences."""
     reason = _applies(ctx, rule.applies_when)
     if reason is not None:
         return Outcome("na", note=reason)
     if rule.speaker != "any" and not ctx.indices(rule.speaker) and not ctx.has_roles:
         return Outcome("na", note="speaker roles unknown")
     op = OPERATORS[rule.operator]
-    return op.fn(ctx, rule.speaker, rule.parsed_params)
+    if rule.situation is None:
+        return op.fn(ctx, rule.speaker, rule.parsed_params)
+    if ctx.rulebook is None:
+        raise ValueError(f"rule {rule.id!r} judges situation {rule.situation!r}: build the CallContext with its rulebook")
+    occurrences = ctx.situation(rule.situation)
+    if not occurrences:
+        return Outcome("na", note=f"situation {rule.situation!r} did not occur")
+    return op.fn(ctx.focus(occurrences), rule.speaker, rule.parsed_params)
 
 
 def _asr_confidence(conversation: Conversation) -> float | None:
@@ -71,7 +85,7 @@ def _uncertain_roles(conversation: Conversation, threshold: float) -> str | None
 def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) -> Scorecard:
     """Score one call: section weight × rule points for each passed rule over the applicable
     maximum; a fatal failure fails the call whatever the percentage."""
-    ctx = CallContext(conversation, measures)
+    ctx = CallContext(conversation, measures, rulebook)
     results: list[RuleResult] = []
     total = maximum = 0.0
     fatal: list[str] = []
@@ -115,10 +129,15 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
     if heard:
         flags.append(Flag(reason=f"customer complaint words: {', '.join(heard)}"))
     categories = {
-        c: ("fail" if "fail" in v else "na" if all(x == "na" for x in v) else "pass")
-        for c in CATEGORIES
-        if (v := by_category.get(c))
+        c: ("fail" if "fail" in v else "pass" if "pass" in v else "na") for c in CATEGORIES for v in [by_category.get(c, [])]
     }
+    situations = [
+        SituationResult(
+            id=s.id, title=s.title.model_dump(), occurred=bool(occ := ctx.situation(s.id)),
+            evidence=[EvidenceItem(start=o.start, end=o.end, speaker=o.speaker, text=o.text, measured=o.value, expected=o.what) for o in occ],
+        )
+        for s in rulebook.situations
+    ]
     card = Scorecard(
         call_id=conversation.call_id,
         rulebook=RulebookRef(id=rulebook.id, version=rulebook.version),
@@ -132,6 +151,8 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
         rules=results,
         categories=categories,
         asr_confidence=round(confidence, 3) if confidence is not None else None,
+        situations=situations,
+        measures=call_figures(conversation, measures),
     )
     return _guard_against_false_pass(card, conversation)
 

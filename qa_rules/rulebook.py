@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .operators import OPERATORS
+from .operators import OPERATORS, TRIGGERS
 from .spec import Phrase, Scope
 
 CATEGORIES: tuple[str, ...] = (
@@ -31,10 +31,18 @@ CATEGORIES: tuple[str, ...] = (
     "silence",
     "empathy",
     "compliance",
+    # the seeds' situational scripts: na on a call where the situation did not occur
+    "silent_caller",
+    "cant_hear",
+    "unresolved",
+    "dictation",
+    "wrong_number",
+    "communication",
 )
 Category = Literal[
     "greeting", "closing", "hold", "transfer", "courtesy", "forbidden_language", "volume", "tone",
     "speech_rate", "interruption", "silence", "empathy", "compliance",
+    "silent_caller", "cant_hear", "unresolved", "dictation", "wrong_number", "communication",
 ]
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -70,6 +78,39 @@ class Condition(_Model):
     said: list[Phrase] | None = None
     """Any of these phrases said by ``said_by`` (e.g. the customer says 谢谢)."""
     said_by: Scope = "any"
+    conversation: bool | None = None
+    """``true``: only on a call that became a conversation — na when a situation marked
+    ``no_conversation`` occurred (a silent caller, a wrong number: no service part to close)."""
+
+
+class Detector(_Model):
+    """One way to detect a situation: a trigger operator, whose speech it watches, its params."""
+
+    operator: str
+    speaker: Scope = "any"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    _parsed: BaseModel | None = PrivateAttr(default=None)
+
+    @property
+    def parsed_params(self) -> BaseModel:
+        if self._parsed is None:
+            self._parsed = TRIGGERS[self.operator].params.model_validate(self.params)
+        return self._parsed
+
+
+class Situation(_Model):
+    """Something that happens on some calls and calls for a script (无声电话, 转接, 打错电话…).
+    Rules name it with ``situation:``; on a call where no detector fires, they are ``na``."""
+
+    id: str = Field(min_length=1)
+    title: Title
+    detect: list[Detector] = Field(min_length=1)
+    """Any detector firing makes the situation occur (their occurrences are pooled)."""
+    merge_within_s: float = Field(default=0.0, ge=0)
+    """Occurrences closer than this are one (a transfer phrase and the receiver's voice after it)."""
+    no_conversation: bool = False
+    """The call then has no service part: rules with ``applies_when: {conversation: true}`` are na."""
 
 
 class Rule(_Model):
@@ -82,6 +123,9 @@ class Rule(_Model):
     points: float = Field(default=1.0, ge=0)
     fatal: bool = False
     applies_when: Condition | None = None
+    situation: str | None = None
+    """The situation the rule judges: na on calls where it did not occur; the operator sees its
+    occurrences (what must happen before / after each, with timings)."""
     source: str = Field(min_length=1)
     """The seed clause the rule comes from (``003 › … › 第十三条 1``) or a note on where it comes from."""
 
@@ -114,6 +158,8 @@ class Rulebook(_Model):
     """A speaker whose role was decided from content with less confidence than this flags the call
     ``roles uncertain``: every agent-scoped verdict stands on knowing which voice is the agent."""
     complaint_words: list[str] = Field(default_factory=lambda: ["投诉", "complaint", "supervisor", "经理"])
+    situations: list[Situation] = Field(default_factory=list)
+    """Situations the call is checked for (triggers); rules refer to them by id."""
     sections: list[Section] = Field(min_length=1)
 
     @property
@@ -176,6 +222,9 @@ def _rule_label(data: Any, loc: tuple[Any, ...]) -> str:
         if loc[0] == "sections" and loc[2] == "rules":
             rid = data["sections"][loc[1]]["rules"][loc[3]].get("id")
             return f"rule {rid!r}: " if rid else f"sections[{loc[1]}].rules[{loc[3]}]: "
+        if loc[0] == "situations":
+            sid = data["situations"][loc[1]].get("id")
+            return f"situation {sid!r}: " if sid else f"situations[{loc[1]}]: "
     except (IndexError, KeyError, TypeError, AttributeError):
         pass
     return ""
@@ -284,6 +333,23 @@ def load_rulebook(path: Path | str) -> Rulebook:
         book = Rulebook.model_validate(data)
     except ValidationError as err:
         _raise_validation(path, data, err)
+    situation_ids: set[str] = set()
+    for xi, situation in enumerate(book.situations):
+        loc = ("situations", xi)
+        if situation.id in situation_ids:
+            raise RulebookError(path, _line_at(data, loc + ("id",)), f"duplicate situation id {situation.id!r}")
+        situation_ids.add(situation.id)
+        for di, detector in enumerate(situation.detect):
+            dloc = loc + ("detect", di)
+            if detector.operator not in TRIGGERS:
+                raise RulebookError(
+                    path, _line_at(data, dloc + ("operator",)),
+                    f"situation {situation.id!r}: unknown trigger {detector.operator!r} (known: {', '.join(sorted(TRIGGERS))})",
+                )
+            try:
+                detector.parsed_params  # noqa: B018 - validate now
+            except ValidationError as err:
+                _raise_validation(path, data, err, dloc + ("params",))
     seen: dict[str, int] = {}
     for si, section in enumerate(book.sections):
         for ri, rule in enumerate(section.rules):
@@ -291,6 +357,10 @@ def load_rulebook(path: Path | str) -> Rulebook:
             if rule.id in seen:
                 raise RulebookError(path, _line_at(data, loc + ("id",)), f"duplicate rule id {rule.id!r}")
             seen[rule.id] = ri
+            if rule.situation is not None and rule.situation not in situation_ids:
+                known = ", ".join(sorted(situation_ids)) or "none defined: add a `situations:` list"
+                raise RulebookError(path, _line_at(data, loc + ("situation",)),
+                                    f"rule {rule.id!r}: unknown situation {rule.situation!r} (known: {known})")
             if rule.operator not in OPERATORS:
                 raise RulebookError(
                     path, _line_at(data, loc + ("operator",)),

@@ -38,6 +38,15 @@ class RuleResult(BaseModel):
     evidence: list[EvidenceItem] = Field(default_factory=list)
 
 
+class SituationResult(BaseModel):
+    """A situation of the rulebook checked on the call: did it occur, and where (evidence)."""
+
+    id: str
+    title: dict[str, str]
+    occurred: bool
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+
+
 class RulebookRef(BaseModel):
     id: str
     version: str
@@ -60,12 +69,18 @@ class Scorecard(BaseModel):
     flags: list[Flag] = Field(default_factory=list)
     rules: list[RuleResult] = Field(default_factory=list)
     categories: dict[str, Verdict] = Field(default_factory=dict)
-    """Per category: ``fail`` if any of its rules failed, ``na`` if all were N/A, else ``pass``."""
+    """Every category the engine knows: ``fail`` if any of its rules failed, ``pass`` if one
+    passed, else ``na`` (no rule applied: the situation did not occur, or the rulebook has none)."""
     asr_confidence: float | None = None
     scorable: bool = True
     """``False`` when the call cannot be judged (no agent speech, or no point at stake): then
     ``passed`` is ``False`` and ``not_scorable_reason`` says why — a call is never passed unheard."""
     not_scorable_reason: str | None = None
+    situations: list[SituationResult] = Field(default_factory=list)
+    """Each situation of the rulebook and whether it occurred (silent caller, transfer…)."""
+    measures: dict[str, float | None] = Field(default_factory=dict)
+    """Call-level figures a supervisor reads beside the verdicts: response gap median/p90 (s),
+    longest dead air (s), agent talk ratio, agent and customer speech levels (dBFS)."""
 
     def to_json(self) -> str:
         return record_json(self)

@@ -42,7 +42,9 @@ def test_default_rulebook_path_by_language():
 def test_public_api():
     for name in ("load_rulebook", "default_rulebook_path", "score", "Scorecard", "CATEGORIES", "RulebookError"):
         assert hasattr(qa_rules, name)
-    assert "forbidden_language" in CATEGORIES and "speech_rate" in CATEGORIES and len(CATEGORIES) == 13
+    assert "forbidden_language" in CATEGORIES and "speech_rate" in CATEGORIES and len(CATEGORIES) == 19
+    for situational in ("silent_caller", "cant_hear", "transfer", "unresolved", "dictation", "wrong_number"):
+        assert situational in CATEGORIES
 
 
 GOOD = """\

@@ -37,8 +37,9 @@ def _row(frame, group: str) -> dict:
 def test_agent_figures_match_the_store(built):
     report = build_report(built.store, by="agent", period=parse_period("2024-05"))
     a1024 = _row(report.summary, "A1024")
-    # by hand: A1024's six May calls score 94, 94, 76, 76, 66, 89 points → 82.5
-    assert a1024["calls"] == 6 and a1024["mean_score"] == pytest.approx(82.5)
+    # by hand (zh_default with the situational scripts and timing rules): A1024's six May calls score
+    # 112 (good stereo), 112 (good mono), 94, 94 (unannounced hold, stereo and mono), 84 (rude repeat), 107 (fast) → 100.5
+    assert a1024["calls"] == 6 and a1024["mean_score"] == pytest.approx(100.5)
     calls, mean_score, mean_pct, passed, fatal, aht, hold, duration = _one(
         built, f"select count(*), avg(score), avg(percent), avg(passed), sum(fatal), avg(duration_s), sum(hold_s), sum(duration_s) "
         f"from calls where agent_id='A1024' and {MAY}")
@@ -90,7 +91,7 @@ def test_excel_workbook(built, tmp_path):
     assert header[:4] == ["agent", "Calls", "Mean score (points)", "Mean score %"] and "Pass rate" in header
     rows = {r[0]: dict(zip(header, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert set(rows) == {"A1024", "A2048", "E1024"}
-    assert rows["A1024"]["Calls"] == 6 and rows["A1024"]["Mean score (points)"] == pytest.approx(82.5)
+    assert rows["A1024"]["Calls"] == 6 and rows["A1024"]["Mean score (points)"] == pytest.approx(100.5)  # as above
     assert sheet.freeze_panes == "A2" and sheet.column_dimensions["A"].width >= 7
     assert sheet.cell(row=2, column=header.index("Pass rate") + 1).number_format == "0.0%"
     assert book["By team"].max_row == 1 + 5  # five teams in May

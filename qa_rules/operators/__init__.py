@@ -1,6 +1,7 @@
-"""Operators, one function each, registered by name (importing this package registers them)."""
+"""Operators and triggers, one function each, registered by name (importing this package
+registers them)."""
 
-from . import band, hold, interruption, phrase, sequence  # noqa: F401  (registration)
-from .registry import OPERATORS, Operator, register
+from . import band, hold, interruption, language, phrase, respond, sequence, steps, timing, triggers, voice  # noqa: F401  (registration)
+from .registry import OPERATORS, TRIGGERS, Operator, Trigger, register, register_trigger
 
-__all__ = ["OPERATORS", "Operator", "register"]
+__all__ = ["OPERATORS", "TRIGGERS", "Operator", "Trigger", "register", "register_trigger"]

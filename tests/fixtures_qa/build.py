@@ -63,14 +63,15 @@ def _rate(t: T, voiced: float) -> tuple[float, str]:
 def call(turns: list[T], call_id: str = "c1", language: str = "zh", duration: float | None = None, min_silence_s: float = 1.0) -> tuple[Conversation, Measures]:
     turns = sorted(turns, key=lambda t: t.start)
     duration = duration or (max(t.end for t in turns) + 1.0 if turns else 10.0)
-    spk = {"agent": "A", "customer": "C", "unknown": "U"}
-    utts = [Utterance(speaker=spk[t.role], role=t.role, start=t.start, end=t.end, text=t.text, words=_words(t)) for t in turns]
+    spk = {"agent": "A", "customer": "C", "unknown": "U", "receiver": "R"}
+    role_of = {"receiver": "agent"}  # a transfer's receiver is an agent of kind receiver
+    utts = [Utterance(speaker=spk[t.role], role=role_of.get(t.role, t.role), start=t.start, end=t.end, text=t.text, words=_words(t)) for t in turns]
     ums = []
     for i, t in enumerate(turns):
         voiced = round((t.end - t.start) * 0.92, 3)
         rate, unit = _rate(t, voiced)
         ums.append(UtteranceMeasures(
-            index=i, speaker=spk[t.role], role=t.role, start=t.start, end=t.end, voiced_s=voiced,
+            index=i, speaker=spk[t.role], role=role_of.get(t.role, t.role), start=t.start, end=t.end, voiced_s=voiced,
             loudness_dbfs=t.loudness, loudness_lufs=t.loudness + 1.0, peak_dbfs=min(t.loudness + 15, 0.0),
             clipping_ratio=t.clipping, pitch_median_hz=200.0, pitch_range_st=t.pitch_range,
             rate=t.rate if t.rate is not None else round(rate, 3), rate_unit=unit, asr_confidence=t.prob,
@@ -85,12 +86,14 @@ def call(turns: list[T], call_id: str = "c1", language: str = "zh", duration: fl
         for b in turns[i + 1:]:
             if b.role != a.role and b.start < a.end and b.start >= a.start:
                 end = min(a.end, b.end)
-                overlaps.append(Overlap(start=b.start, end=end, duration=round(end - b.start, 3), first=spk[a.role], second=spk[b.role], first_role=a.role, second_role=b.role))
+                overlaps.append(Overlap(start=b.start, end=end, duration=round(end - b.start, 3), first=spk[a.role], second=spk[b.role],
+                                        first_role=role_of.get(a.role, a.role), second_role=role_of.get(b.role, b.role)))
     talk = {r: round(sum(m.voiced_s for m in ums if m.role == r), 3) for r in ("agent", "customer")}
     total = sum(talk.values())
     conv = Conversation(
         call_id=call_id, source=f"{call_id}.wav", duration_s=duration, language=language, channels=2, speaker_mode="channels",
-        speakers=[Speaker(id="A", role="agent", role_reason="test", channel=1), Speaker(id="C", role="customer", role_reason="test", channel=0)],
+        speakers=[Speaker(id="A", role="agent", role_reason="test", channel=1, kind="agent"), Speaker(id="C", role="customer", role_reason="test", channel=0, kind="customer")]
+        + ([Speaker(id="R", role="agent", role_reason="test", channel=1, kind="receiver")] if any(t.role == "receiver" for t in turns) else []),
         utterances=utts, turns=[SpeakerTurn(speaker=u.speaker, start=u.start, end=u.end) for u in utts],
         models=ModelsInfo(asr="test", diarization=None, device="cpu"),
     )

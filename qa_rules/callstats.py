@@ -1,0 +1,60 @@
+"""Call-level figures shared by rules and the scorecard: response gaps and dead air.
+
+A *response gap* is the time from the end of a customer turn to the start of the agent's next
+turn (overlaps count as 0 s); the seeds count reaction speed as part of 节奏.  *Dead air* is a
+stretch where nobody is heard (`Measures.silences`, from voice activity, not ASR spans)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import median
+
+import numpy as np
+
+from pipelines.records import Conversation, Measures
+
+
+@dataclass(frozen=True)
+class Gap:
+    customer_end: float
+    agent_start: float
+    agent_index: int
+
+    @property
+    def seconds(self) -> float:
+        return max(self.agent_start - self.customer_end, 0.0)
+
+
+def response_gaps(conversation: Conversation) -> list[Gap]:
+    """Each customer turn followed by an agent turn (the next turn by another role)."""
+    utts = sorted(enumerate(conversation.utterances), key=lambda iu: iu[1].start)
+    gaps: list[Gap] = []
+    for (_, a), (j, b) in zip(utts, utts[1:]):
+        if a.role == "customer" and b.role == "agent":
+            gaps.append(Gap(a.end, b.start, j))
+    return gaps
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def call_figures(conversation: Conversation, measures: Measures, max_gap_s: float = 10.0) -> dict[str, float | None]:
+    """The scorecard's ``measures``: response gaps (waits over ``max_gap_s`` are holds, judged by
+    the hold rules, and left out), longest dead air, talk ratio, median speech levels per role."""
+    gaps = [g.seconds for g in response_gaps(conversation) if g.seconds <= max_gap_s]
+    levels: dict[str, list[float]] = {"agent": [], "customer": []}
+    for m in measures.utterances:
+        if m.role in levels and m.loudness_dbfs is not None and m.voiced_s >= 0.5:
+            levels[m.role].append(m.loudness_dbfs)
+    silences = [s.duration for s in measures.silences]
+    return {
+        "response_gap_median_s": round(median(gaps), 3) if gaps else None,
+        "response_gap_p90_s": percentile(gaps, 90),
+        "response_gaps": float(len(gaps)),
+        "longest_dead_air_s": round(max(silences), 3) if silences else 0.0,
+        "dead_air_over_10s": float(sum(1 for s in silences if s > 10.0)),
+        "agent_talk_ratio": measures.agent_talk_ratio,
+        "agent_level_dbfs": round(median(levels["agent"]), 2) if levels["agent"] else None,
+        "customer_level_dbfs": round(median(levels["customer"]), 2) if levels["customer"] else None,
+    }
