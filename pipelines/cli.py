@@ -275,6 +275,8 @@ def export(
     store: Optional[str] = typer.Option(None, help="Results store URL."),
     store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
     fmt: list[str] = typer.Option(["parquet", "csv"], "--format", help="parquet and/or csv."),
+    redact: bool = typer.Option(True, "--redact/--no-redact",
+                                help="Replace phone, ID and card numbers and e-mail addresses in the texts (default: on)."),
 ) -> None:
     """Export the results store (calls, utterances, rule results, flags, reviews) to Parquet/CSV."""
     from pipelines.store import StoreNotFoundError, open_existing_store
@@ -284,7 +286,7 @@ def export(
     except StoreNotFoundError as exc:
         _fail(str(exc))
     _require_output_folder(out)
-    for path in results.export(out, tuple(fmt)):
+    for path in results.export(out, tuple(fmt), redact=redact):
         typer.echo(path)
 
 

@@ -201,3 +201,24 @@ def pii_word_indices(words: Sequence[str], text: str) -> list[tuple[Kind, list[i
         if idx:
             out.append((span.kind, idx))
     return out
+
+
+def redact_json_text(value, language: str = "zh"):
+    """Every string inside a JSON-like value (evidence lists, excerpts) with numbers replaced."""
+    if isinstance(value, str):
+        return redact_text(value, language)
+    if isinstance(value, list):
+        return [redact_json_text(v, language) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_json_text(v, language) for k, v in value.items()}
+    return value
+
+
+def pii_time_spans(conversation) -> list[tuple[float, float, Kind]]:
+    """When personal numbers are spoken in a call: the time spans of the recognised words that carry
+    them (a number split over several words covers all of them), for silencing audio."""
+    spans = []
+    for u in conversation.utterances:
+        for kind, idx in pii_word_indices([w.text for w in u.words], u.text):
+            spans.append((min(u.words[i].start for i in idx), max(u.words[i].end for i in idx), kind))
+    return spans

@@ -322,7 +322,10 @@ class Store:
             return int(session.scalar(query))
 
     # ------------------------------------------------------------------ export
-    def export(self, out_dir: Path, formats: tuple[str, ...] = ("parquet", "csv")) -> list[Path]:
+    def export(self, out_dir: Path, formats: tuple[str, ...] = ("parquet", "csv"), redact: bool = True) -> list[Path]:
+        """Every table as Parquet and/or CSV.  With ``redact`` (the default: what leaves the system
+        carries no personal number) transcript lines, evidence quotes, flag reasons and review notes
+        have phone, ID and card numbers and e-mail addresses replaced by placeholders."""
         import pandas as pd
 
         from pipelines.records import make_private_dir
@@ -333,6 +336,8 @@ class Store:
         with self.engine.connect() as connection:
             for name in TABLES:
                 frame = pd.read_sql_table(name, connection)
+                if redact:
+                    frame = _redacted(name, frame, connection)
                 if "parquet" in formats:
                     path = out_dir / f"{name}.parquet"
                     frame.to_parquet(path, index=False)
@@ -342,6 +347,35 @@ class Store:
                     safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig")
                     written.append(path)
         return written
+
+
+REDACTED_COLUMNS = {"utterances": ("text",), "rule_results": ("evidence",), "flags": ("reason",), "reviews": ("note",)}
+
+
+def _redacted(table: str, frame, connection):
+    """The table's free-text columns with personal numbers replaced, in each call's language."""
+    from pipelines.redaction import redact_json_text, redact_text
+
+    def evidence(value: str, language: str) -> str:  # quotes only: times and measured values stay
+        items = json.loads(value or "[]")
+        for item in items:
+            for key in ("text", "measured", "expected"):
+                if isinstance(item.get(key), str):
+                    item[key] = redact_json_text(item[key], language)
+        return json.dumps(items, ensure_ascii=False)
+
+    columns = [c for c in REDACTED_COLUMNS.get(table, ()) if c in frame.columns]
+    if not columns or frame.empty:
+        return frame
+    languages = dict(connection.execute(select(CallRow.call_id, CallRow.language)).all())
+    frame = frame.copy()
+    for column in columns:
+        redact = evidence if column == "evidence" else redact_text
+        frame[column] = [
+            redact(value, languages.get(call) or "zh") if isinstance(value, str) else value
+            for value, call in zip(frame[column], frame["call_id"])
+        ]
+    return frame
 
 
 def _mark_stale_reviews(session: Session, call_id: str) -> None:

@@ -54,15 +54,40 @@ def clip_window(evidence_start: float | None, evidence_end: float | None, call_d
     return ClipWindow(round(start, 3), round(stop, 3))
 
 
+BEEP_HZ = 1000.0
+BEEP_DBFS = -20.0
+BEEP_MARGIN_S = 0.15
+"""Beeped this much either side of the words' times: word timestamps are approximate."""
+
+
+def beep_over(samples, spans: list[tuple[float, float]], offset_s: float) -> None:
+    """Replace the audio of ``spans`` (seconds of the recording) with a 1 kHz tone, in place, on
+    every channel: the number is gone and the listener hears that something was taken out."""
+    import numpy as np
+
+    amplitude = 10 ** (BEEP_DBFS / 20) * np.sqrt(2)
+    for start, end in spans:
+        a = max(0, int(round((start - BEEP_MARGIN_S - offset_s) * SAMPLE_RATE)))
+        b = min(samples.shape[1], int(round((end + BEEP_MARGIN_S - offset_s) * SAMPLE_RATE)))
+        if b <= a:
+            continue
+        t = np.arange(b - a) / SAMPLE_RATE
+        samples[:, a:b] = (amplitude * np.sin(2 * np.pi * BEEP_HZ * t)).astype(samples.dtype)
+
+
 def cut_clip(source: str | Path, out_path: Path, evidence_start: float | None, evidence_end: float | None,
-             context_s: float = CONTEXT_S) -> ClipWindow:
-    """Decode ``source`` and write the clip around the evidence to ``out_path`` (WAV, 16 kHz).
+             context_s: float = CONTEXT_S, beep: list[tuple[float, float]] | None = None) -> ClipWindow:
+    """Decode ``source`` and write the clip around the evidence to ``out_path`` (WAV, 16 kHz), with
+    the ``beep`` spans (seconds of the recording: where personal numbers are spoken) beeped out.
 
     Raises :class:`pipelines.errors.BadAudioError` when the recording is gone or unreadable."""
     audio = decode_audio(source)
     window = clip_window(evidence_start, evidence_end, audio.duration_s, context_s)
     first, last = int(round(window.start * SAMPLE_RATE)), int(round(window.end * SAMPLE_RATE))
-    samples = audio.samples[:, first:last].T  # soundfile wants (frames, channels)
+    piece = audio.samples[:, first:last].copy()
+    if beep:
+        beep_over(piece, [(a, b) for a, b in beep if b > window.start and a < window.end], window.start)
+    samples = piece.T  # soundfile wants (frames, channels)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(out_path), samples, SAMPLE_RATE, subtype="PCM_16")
     log.info("clip %s: %.1f–%.1f s of %s", out_path.name, window.start, window.end, Path(source).name)

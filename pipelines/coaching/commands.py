@@ -48,6 +48,8 @@ def samples(
     worst: int = typer.Option(5, help="How many worst calls (failing, lowest score first)."),
     monthly: bool = typer.Option(False, "--monthly", help="Per month and agent into OUT/<month>/<agent>/ (rule/category optional)."),
     context: float = typer.Option(3.0, help="Seconds of audio kept each side of the evidence."),
+    redact: bool = typer.Option(True, "--redact/--no-redact",
+                                help="Beep personal numbers (phone, ID, card) out of clips and texts (default: on)."),
     store: Optional[str] = typer.Option(None, help="Results store URL."),
     store_dir: Optional[Path] = typer.Option(None, help="Or: the output folder of a `callqa run` (holds callqa.db)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -67,12 +69,12 @@ def samples(
     try:
         if monthly:
             exports = export_monthly(opened, out, best=best, worst=worst, period=chosen_period, agent=agent,
-                                     rule=rule, category=category, context_s=context)
+                                     rule=rule, category=category, context_s=context, redact=redact)
             clips = sum(1 for e in exports for s in e.samples if s.clip)
             typer.echo(f"{len(exports)} agent-month folders, {clips} clips: {out / 'index.html'}")
             return
         export = export_samples(opened, out, rule=rule, category=category, agent=agent, period=chosen_period,
-                                best=best, worst=worst, context_s=context, team=team)
+                                best=best, worst=worst, context_s=context, team=team, redact=redact)
     except SelectionError as exc:
         _fail(str(exc))
     missing = [s for s in export.samples if not s.clip]

@@ -61,6 +61,10 @@ class Sample:
     clip_end: float | None = None
     clip_error: str | None = None
     scorecard_html: str | None = None
+    conversation_path: str | None = None
+    language: str | None = None
+    redacted: bool = False
+    """Personal numbers beeped out of the clip and replaced in the texts (the default)."""
 
     @property
     def quotes(self) -> list[dict]:
@@ -118,23 +122,27 @@ def _choose(calls: pd.DataFrame, results: pd.DataFrame, selection: Selection, be
                 passed=None if pd.isna(row.get("passed")) else bool(row.get("passed")), verdict=row["verdict"],
                 source=row["source"], rules=[_rule_excerpt(r) for r in excerpt.to_dict("records")],
                 focus=focus_evidence(rule_rows, kind), scorecard_html=_scorecard_html(row.get("scorecard_path")),
+                conversation_path=row.get("conversation_path"), language=row.get("language"),
             ))
     return samples
 
 
 def export_samples(store: Store, out_dir: Path, rule: str | None = None, category: str | None = None,
                    agent: str | None = None, period: Period | None = None, best: int = 5, worst: int = 5,
-                   context_s: float = CONTEXT_S, team: str | None = None, title: str | None = None) -> SampleExport:
-    """Choose the examples and write ``clips/``, ``excerpts/``, ``samples.json`` and ``index.html``."""
+                   context_s: float = CONTEXT_S, team: str | None = None, title: str | None = None,
+                   redact: bool = True) -> SampleExport:
+    """Choose the examples and write ``clips/``, ``excerpts/``, ``samples.json`` and ``index.html``;
+    with ``redact`` (the default: clips are handed to trainees) personal numbers are beeped out of
+    the clips and replaced in the texts."""
     samples = find_samples(store, rule=rule, category=category, agent=agent, period=period, best=best, worst=worst, team=team)
     selection = Selection(rule=rule, category=category).label
     heading = title or " · ".join(x for x in (selection, f"agent {agent}" if agent else "", period.label if period else "") if x)
-    return _write_export(samples, Path(out_dir), selection, heading, context_s)
+    return _write_export(samples, Path(out_dir), selection, heading, context_s, redact)
 
 
 def export_monthly(store: Store, out_dir: Path, best: int = 3, worst: int = 3, period: Period | None = None,
                    agent: str | None = None, rule: str | None = None, category: str | None = None,
-                   context_s: float = CONTEXT_S) -> list[SampleExport]:
+                   context_s: float = CONTEXT_S, redact: bool = True) -> list[SampleExport]:
     """Per month and per agent, the best and worst calls into ``OUT/<month>/<agent>/``, with an
     ``OUT/index.html`` listing every month and agent."""
     out_dir = Path(out_dir)
@@ -149,7 +157,7 @@ def export_monthly(store: Store, out_dir: Path, best: int = 3, worst: int = 3, p
         samples = _choose(group.reset_index(drop=True), results[results["call_id"].isin(group["call_id"])], selection, best, worst)
         folder = out_dir / month / _safe(agent_id)
         heading = f"{month} · 坐席 agent {agent_id} · {selection.label}"
-        exports.append(_write_export(samples, folder, selection.label, heading, context_s))
+        exports.append(_write_export(samples, folder, selection.label, heading, context_s, redact))
     rows = [{"month": e.out_dir.parent.name, "agent": e.out_dir.name, "href": os.path.relpath(e.index, out_dir),
              "best": len(e.best), "worst": len(e.worst)} for e in exports]
     render("monthly_index.html.j2", out_dir / "index.html", rows=rows, selection=selection.label)
@@ -158,14 +166,16 @@ def export_monthly(store: Store, out_dir: Path, best: int = 3, worst: int = 3, p
     return exports
 
 
-def _write_export(samples: list[Sample], out_dir: Path, selection: str, heading: str, context_s: float) -> SampleExport:
+def _write_export(samples: list[Sample], out_dir: Path, selection: str, heading: str, context_s: float,
+                  redact: bool = True) -> SampleExport:
     out_dir.mkdir(parents=True, exist_ok=True)
     for sample in samples:
         stem = f"{sample.kind}-{sample.rank:02d}_{_safe(sample.call_id)}"
         clip_path = out_dir / "clips" / f"{stem}.wav"
         focus = sample.focus or {}
+        beep = _redact_sample(sample) if redact else None
         try:
-            window = cut_clip(sample.source, clip_path, focus.get("start"), focus.get("end"), context_s)
+            window = cut_clip(sample.source, clip_path, focus.get("start"), focus.get("end"), context_s, beep=beep)
         except CallError as exc:
             sample.clip_error = f"{exc.reason} — the recording is referenced as {sample.source}; restore it there to get the clip"
             log.warning("call %s: no clip: %s", sample.call_id, sample.clip_error)
@@ -182,6 +192,22 @@ def _write_export(samples: list[Sample], out_dir: Path, selection: str, heading:
     export = SampleExport(out_dir=out_dir, index=out_dir / "index.html", selection=selection, samples=samples)
     render("samples_index.html.j2", export.index, export=export, title=heading, context_s=context_s)
     return export
+
+
+def _redact_sample(sample: Sample) -> list[tuple[float, float]]:
+    """Replace personal numbers in the sample's texts; return where they are spoken in the call."""
+    from pipelines.records import Conversation
+    from pipelines.redaction import pii_time_spans, redact_json_text
+
+    language = sample.language or "zh"
+    sample.rules = redact_json_text(sample.rules, language)
+    sample.focus = redact_json_text(sample.focus, language) if sample.focus else sample.focus
+    sample.redacted = True
+    path = Path(sample.conversation_path) if sample.conversation_path else None
+    if path is None or not path.is_file():
+        log.warning("call %s: no conversation file to find spoken numbers in; the clip is cut without beeps", sample.call_id)
+        return []
+    return [(a, b) for a, b, _ in pii_time_spans(Conversation.read(path))]
 
 
 def _sample_json(sample: Sample) -> dict:
