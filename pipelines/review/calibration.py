@@ -87,6 +87,21 @@ def current_pairs(store: Store) -> list[Pair]:
     return [Pair(r.rule_id, r.machine_verdict, r.human_verdict) for r in latest_reviews(store)]
 
 
+def pairs_by_sample(store: Store) -> dict[str, list[Pair]]:
+    """Reviewed pairs split by why the call was reviewed: ``random`` (drawn at random by the
+    sampling plan — the unbiased estimate of how often the machine agrees with people) and
+    ``selected`` (flagged, fatal or picked by hand from the queue — biased towards the machine's
+    failures)."""
+    from pipelines.review.sampling import assignments
+
+    reasons = {call_id: row.reason for call_id, row in assignments(store).items()}
+    out: dict[str, list[Pair]] = {"random": [], "selected": []}
+    for review in latest_reviews(store):
+        part = "random" if reasons.get(review.call_id) == "random" else "selected"
+        out[part].append(Pair(review.rule_id, review.machine_verdict, review.human_verdict))
+    return out
+
+
 def disagreements(store: Store, rows: list[RuleAgreement]) -> list[ReviewRow]:
     """The overturned items, in the table's rule order, so a rulebook author can read the cases."""
     order = {r.rule_id: i for i, r in enumerate(rows)}

@@ -106,6 +106,13 @@ def calibrate(
     for row in rows + [total]:
         kappa = "—" if row.kappa is None else f"{row.kappa:.2f}"
         typer.echo(f"{row.rule_id:40} {row.reviewed:>8} {row.agree:>6} {row.percent_agree:>7.1f} {kappa:>6}")
+    parts = calibration.pairs_by_sample(results)
+    labels = {"random": "random sample (unbiased estimate)", "selected": "flagged/fatal/picked calls (biased)"}
+    for part, part_pairs in parts.items():
+        if part_pairs:
+            row = calibration.overall(part_pairs)
+            kappa = "—" if row.kappa is None else f"{row.kappa:.2f}"
+            typer.echo(f"{labels[part]:40} {row.reviewed:>8} {row.agree:>6} {row.percent_agree:>7.1f} {kappa:>6}")
 
 
 def search(
@@ -141,8 +148,34 @@ def search(
     typer.echo(f"{len(hits)} line(s)", err=True)
 
 
+def sample(
+    plan: Path = typer.Option(..., "--plan", help="Sampling plan YAML (random_per_agent or share_per_agent, strata, seed)."),
+    period: str = typer.Option(..., "--period", help="2024-06 (a month) or 2024-06-01..2024-06-07."),
+    assign: Optional[str] = typer.Option(None, "--assign", help="Reviewers to share the calls, e.g. qa1,qa2."),
+    store: Optional[str] = typer.Option(None, help="Results store URL."),
+    store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
+) -> None:
+    """抽样: draw this period's calls for human review (random per agent + fatal + flagged) into the store."""
+    from pipelines.coaching.period import PeriodError, parse_period
+    from pipelines.review.sampling import PlanError, draw, load_plan
+
+    try:
+        chosen_plan = load_plan(plan)
+        chosen_period = parse_period(period)
+    except (PlanError, PeriodError) as exc:
+        _fail(str(exc))
+    reviewers = [r.strip()[:100] for r in (assign or "").split(",") if r.strip()]
+    drawn = draw(open_store(store, store_dir), chosen_plan, chosen_period, reviewers or None)
+    counts = {reason: sum(d.reason == reason for d in drawn) for reason in ("fatal", "flagged", "random")}
+    typer.echo(f"{len(drawn)} calls drawn for {chosen_period.label}: "
+               + ", ".join(f"{n} {reason}" for reason, n in counts.items()))
+    for d in drawn:
+        typer.echo(f"{d.call_id}\t{d.reason}\t{d.stratum or '-'}\t{d.agent_id or '-'}\t{d.assignee or '-'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to `app`."""
     app.command("serve")(serve)
     app.command("calibrate")(calibrate)
     app.command("search")(search)
+    app.command("sample")(sample)
