@@ -15,10 +15,18 @@ from pipelines.records import Conversation, call_file, write_text_privately
 ROLE_NAMES = {"agent": "坐席 agent", "receiver": "接转坐席 receiving agent", "customer": "客户 customer", "unknown": "?"}
 
 
+CJK_FONT_STACK = (
+    'system-ui, -apple-system, "Segoe UI", "Microsoft YaHei", "微软雅黑", "PingFang SC", "Hiragino Sans GB", '
+    '"Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", sans-serif'
+)
+"""Every page's font stack: Windows (Microsoft YaHei), macOS (PingFang SC) and Linux desktops (Noto
+CJK, WenQuanYi) all find a font with the Chinese rule titles before the generic fallback."""
+
+
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("pipelines", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.globals["fmt_time"] = fmt_time
+    env.globals.update(fmt_time=fmt_time, cjk_font_stack=CJK_FONT_STACK)
     return env
 
 

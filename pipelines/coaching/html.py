@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pipelines.report_html import fmt_time
+from pipelines.report_html import CJK_FONT_STACK, fmt_time
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -16,7 +16,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 @lru_cache(maxsize=1)
 def env() -> Environment:
     environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
-    environment.globals["fmt_time"] = fmt_time
+    environment.globals.update(fmt_time=fmt_time, cjk_font_stack=CJK_FONT_STACK)
     environment.filters["pct"] = _pct
     environment.filters["num"] = _num
     return environment

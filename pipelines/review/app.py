@@ -107,16 +107,32 @@ def create_app(store: Store, token: str) -> FastAPI:
         return RedirectResponse("/queue", status_code=303)
 
     @app.get("/queue", response_class=HTMLResponse)
-    def queue(sort: str = "severity", rule: str = "", agent: str = "") -> Response:
+    def queue(sort: str = "severity", rule: str = "", agent: str = "", assignee: str = "", page: int = 1) -> Response:
         try:
-            items = queries.flagged_queue(store, sort=sort, rule=rule or None, agent=agent or None)
+            result = queries.queue_page(store, sort=sort, rule=rule or None, agent=agent or None,
+                                        assignee=assignee or None, page=page)
         except queries.ReviewError as exc:
             return _error(400, str(exc))
         agents, rules = queries.queue_choices(store)
         return HTMLResponse(render(
-            "queue.html.j2", items=items, sort=sort, rule=rule, agent=agent, agents=agents, rules=rules,
-            sorts=queries.SORTS,
+            "queue.html.j2", items=result.items, page=result, sort=sort, rule=rule, agent=agent, agents=agents,
+            rules=rules, sorts=queries.SORTS, assignee=assignee, assignees=queries.assignees(store),
         ))
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search_page(q: str = "", role: str = "", agent: str = "", period: str = "", by_sound: str = "") -> Response:
+        from pipelines.search import period_bounds, search
+
+        hits = []
+        if role not in ("", "agent", "customer"):
+            return _error(400, "role must be agent or customer")
+        if q.strip():
+            since, until = period_bounds(period.strip()) if period.strip() else (None, None)
+            hits = search(store.engine, q[:200], role=role or None, agent=agent or None, since=since, until=until,
+                          by_sound=bool(by_sound), limit=500)
+        agents, _ = queries.queue_choices(store)
+        return HTMLResponse(render("search.html.j2", q=q, role=role, agent=agent, period=period, by_sound=bool(by_sound),
+                                   hits=hits, agents=agents))
 
     @app.get("/calls/{call_id}", response_class=HTMLResponse)
     def call_page(call_id: str, request: Request) -> Response:

@@ -42,6 +42,10 @@ class QueueItem:
     flags: list[str]
     failed_rules: list[str]
     reviews: int
+    why: str = "flagged"
+    """Why the call is in the queue: ``fatal``, ``flagged`` (a flag or a failed rule) or ``random``
+    (drawn by the sampling plan)."""
+    assignee: str | None = None
 
     @property
     def severity_key(self) -> tuple:
@@ -93,56 +97,108 @@ class CallView:
 
 
 # --------------------------------------------------------------------------- queue
-def flagged_queue(store: Store, sort: str = "severity", rule: str | None = None, agent: str | None = None,
-                  limit: int = 500) -> list[QueueItem]:
-    """Scored calls with a flag, a failed rule or a failing score, in the order asked for.
+PAGE_SIZE = 100
 
-    ``rule`` keeps calls where that rule failed or raised a flag; ``agent`` keeps one agent's calls.
-    """
+
+@dataclass(frozen=True)
+class QueuePage:
+    items: list[QueueItem]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def flagged_queue(store: Store, sort: str = "severity", rule: str | None = None, agent: str | None = None,
+                  limit: int | None = None, assignee: str | None = None, page: int = 1,
+                  page_size: int = PAGE_SIZE) -> list[QueueItem]:
+    """One page of the queue (see :func:`queue_page`) as a list."""
+    return queue_page(store, sort, rule, agent, assignee, page, limit or page_size).items
+
+
+def queue_page(store: Store, sort: str = "severity", rule: str | None = None, agent: str | None = None,
+               assignee: str | None = None, page: int = 1, page_size: int = PAGE_SIZE) -> QueuePage:
+    """Scored calls with a flag, a failed rule or a failing score, and calls drawn by the sampling
+    plan — filtered, sorted and paged by the database, so a month of calls is no burden.
+
+    ``rule`` keeps calls where that rule failed or raised a flag; ``agent`` one agent's calls;
+    ``assignee`` the calls a sampling draw assigned to that reviewer."""
+    from sqlalchemy import and_, case, exists, literal, or_
+    from sqlalchemy.orm import aliased
+
+    from pipelines.review.sampling import AssignmentRow
+
     if sort not in SORTS:
         raise ReviewError(f"unknown sort {sort!r} — use one of: {', '.join(SORTS)}")
-    with Session(store.engine) as session:
-        calls = {c.call_id: c for c in session.scalars(select(CallRow).where(CallRow.status == "done"))}
-        flags: dict[str, list[FlagRow]] = {}
-        for row in session.scalars(select(FlagRow).order_by(FlagRow.id)):
-            flags.setdefault(row.call_id, []).append(row)
-        failed: dict[str, list[str]] = {}
-        for call_id, rule_id in session.execute(
-            select(RuleResultRow.call_id, RuleResultRow.rule_id).where(RuleResultRow.verdict == "fail")
-            .order_by(RuleResultRow.rule_id)
-        ):
-            failed.setdefault(call_id, []).append(rule_id)
-        reviews = dict(session.execute(select(ReviewRow.call_id, func.count()).group_by(ReviewRow.call_id)).all())
-
-    items = []
-    for call_id, call in calls.items():
-        call_flags = flags.get(call_id, [])
-        call_failed = failed.get(call_id, [])
-        if not call_flags and not call_failed and call.passed is not False:
-            continue
-        if agent and call.agent_id != agent:
-            continue
-        if rule and rule not in call_failed and all(f.rule_id != rule for f in call_flags):
-            continue
-        items.append(QueueItem(
-            call_id=call_id, agent_id=call.agent_id, team=call.team, started_at=call.started_at,
-            percent=call.percent, passed=call.passed, fatal=bool(call.fatal),
-            flags=[f.reason for f in call_flags], failed_rules=call_failed, reviews=int(reviews.get(call_id, 0)),
+    page = max(1, int(page))
+    AssignmentRow.__table__.create(store.engine, checkfirst=True)
+    n_flags = select(func.count()).where(FlagRow.call_id == CallRow.call_id).scalar_subquery()
+    failed = and_(RuleResultRow.call_id == CallRow.call_id, RuleResultRow.verdict == "fail")
+    n_failed = select(func.count()).where(failed).scalar_subquery()
+    first_failed = select(func.min(RuleResultRow.rule_id)).where(failed).scalar_subquery()
+    earlier = aliased(AssignmentRow)
+    latest_assignment = (
+        select(earlier.id).where(earlier.call_id == CallRow.call_id).correlate(CallRow)
+        .order_by(earlier.created_at.desc(), earlier.id.desc()).limit(1).scalar_subquery()
+    )
+    query = (
+        select(CallRow, n_flags.label("n_flags"), n_failed.label("n_failed"), AssignmentRow.reason, AssignmentRow.assignee)
+        .outerjoin(AssignmentRow, AssignmentRow.id == latest_assignment)
+        .where(CallRow.status == "done")
+        .where(or_(n_flags > 0, n_failed > 0, CallRow.passed.is_(False), AssignmentRow.id.isnot(None)))
+    )
+    if agent:
+        query = query.where(CallRow.agent_id == agent)
+    if assignee:
+        query = query.where(AssignmentRow.assignee == assignee)
+    if rule:
+        query = query.where(or_(
+            exists().where(failed, RuleResultRow.rule_id == rule),
+            exists().where(FlagRow.call_id == CallRow.call_id, FlagRow.rule_id == rule),
         ))
-    return _sorted(items, sort)[:limit]
-
-
-def _sorted(items: list[QueueItem], sort: str) -> list[QueueItem]:
-    """Every order falls back to severity, so ties still show the worst calls first."""
-    items = sorted(items, key=lambda i: i.severity_key)
+    severity = [
+        case((CallRow.fatal.is_(True), 0), else_=1), func.coalesce(CallRow.percent, 0.0),
+        n_flags.desc(), n_failed.desc(), CallRow.call_id,
+    ]
     if sort == "agent":
-        items.sort(key=lambda i: (i.agent_id is None, i.agent_id or ""))
+        order = [case((CallRow.agent_id.is_(None), 1), else_=0), CallRow.agent_id, *severity]
     elif sort == "date":  # newest first; undated calls last
-        items.sort(key=lambda i: i.started_at or "", reverse=True)
-        items.sort(key=lambda i: i.started_at is None)
+        order = [case((CallRow.started_at.is_(None), 1), else_=0), CallRow.started_at.desc(), *severity]
     elif sort == "rule":  # by the first failed rule's id; calls with only flags last
-        items.sort(key=lambda i: (not i.failed_rules, i.failed_rules[0] if i.failed_rules else ""))
-    return items
+        order = [case((first_failed.is_(None), 1), else_=0), func.coalesce(first_failed, literal("")), *severity]
+    else:
+        order = severity
+    with Session(store.engine) as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.execute(query.order_by(*order).limit(page_size).offset((page - 1) * page_size)).all()
+        ids = [row[0].call_id for row in rows]
+        flags: dict[str, list[str]] = {}
+        for call_id, reason in session.execute(
+            select(FlagRow.call_id, FlagRow.reason).where(FlagRow.call_id.in_(ids)).order_by(FlagRow.id)
+        ):
+            flags.setdefault(call_id, []).append(reason)
+        failed_rules: dict[str, list[str]] = {}
+        for call_id, rule_id in session.execute(
+            select(RuleResultRow.call_id, RuleResultRow.rule_id)
+            .where(RuleResultRow.call_id.in_(ids), RuleResultRow.verdict == "fail").order_by(RuleResultRow.rule_id)
+        ):
+            failed_rules.setdefault(call_id, []).append(rule_id)
+        reviews = dict(session.execute(
+            select(ReviewRow.call_id, func.count()).where(ReviewRow.call_id.in_(ids)).group_by(ReviewRow.call_id)
+        ).all())
+        items = []
+        for call, _, _, reason, who in rows:
+            items.append(QueueItem(
+                call_id=call.call_id, agent_id=call.agent_id, team=call.team, started_at=call.started_at,
+                percent=call.percent, passed=call.passed, fatal=bool(call.fatal),
+                flags=flags.get(call.call_id, []), failed_rules=failed_rules.get(call.call_id, []),
+                reviews=int(reviews.get(call.call_id, 0)),
+                why=reason or ("fatal" if call.fatal else "flagged"), assignee=who,
+            ))
+    return QueuePage(items, int(total or 0), page, page_size)
 
 
 def queue_choices(store: Store) -> tuple[list[str], list[str]]:
@@ -151,6 +207,15 @@ def queue_choices(store: Store) -> tuple[list[str], list[str]]:
         agents = [a for a in session.scalars(select(CallRow.agent_id).distinct().order_by(CallRow.agent_id)) if a]
         rules = list(session.scalars(select(RuleResultRow.rule_id).distinct().order_by(RuleResultRow.rule_id)))
     return agents, rules
+
+
+def assignees(store: Store) -> list[str]:
+    """Reviewers that sampling draws assigned calls to, for the queue's filter."""
+    from pipelines.review.sampling import AssignmentRow
+
+    AssignmentRow.__table__.create(store.engine, checkfirst=True)
+    with Session(store.engine) as session:
+        return [a for a in session.scalars(select(AssignmentRow.assignee).distinct().order_by(AssignmentRow.assignee)) if a]
 
 
 # --------------------------------------------------------------------------- call page

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from pipelines.report_html import ROLE_NAMES, fmt_time
+from pipelines.report_html import CJK_FONT_STACK, ROLE_NAMES, fmt_time
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -31,7 +31,7 @@ def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
     )
-    env.globals.update(fmt_time=fmt_time, role_names=ROLE_NAMES)
+    env.globals.update(fmt_time=fmt_time, role_names=ROLE_NAMES, cjk_font_stack=CJK_FONT_STACK)
     env.filters.update(when=when, kappa=kappa, seg=lambda s: quote(str(s), safe=""))
     return env
 
