@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.audio_fixtures import silence, tone, write_wav
 from tests.test_flows import prefect_server  # noqa: F401 - the module's local Prefect server (fixture)
