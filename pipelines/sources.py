@@ -88,10 +88,10 @@ def _collect_with_roots(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
             found += sorted((Path(p), Path(p).parent) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
         else:
             found.append((path, path.parent))  # reported as "file not found" for that call, the rest go on
-    unique: dict[Path, tuple[Path, Path]] = {}
+    unique: dict[Path, Path] = {}
     for path, root in found:
-        unique.setdefault(path.resolve() if path.exists() else path, (path, root))
-    return [(path if not path.exists() else key, root) for key, (path, root) in unique.items()]
+        unique.setdefault(path.resolve() if path.exists() else path, root)
+    return list(unique.items())
 
 
 def read_source(source: str | Path) -> SourceCalls:

@@ -158,9 +158,10 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
 
 
 def _guard_against_false_pass(card: Scorecard, conversation: Conversation) -> Scorecard:
-    """A call nobody can judge is "not scorable", never "passed": no agent speech (a tone, silence
-    on the agent's side, a wrong number) or no point at stake (every rule N/A).  Audio that decoded
-    only in part is flagged, so a supervisor knows the verdicts rest on part of the call."""
+    """A call nobody can judge is "not scorable", never "passed": no agent speech (a tone, a dead
+    line, silence on the agent's side) or no point at stake (every rule N/A) would otherwise score
+    0/0 = 100 %.  Audio that decoded only in part is flagged, so a supervisor knows the verdicts
+    rest on part of the call."""
     flags = list(card.flags)
     if conversation.audio_damage:
         flags.append(Flag(reason=f"audio damaged: {conversation.audio_damage}"))

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.audio_fixtures import silence, tone, write_wav
+from tests.test_flows import prefect_server  # noqa: F401 - the module's local Prefect server (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLQA = [sys.executable, "-m", "pipelines.cli"]
@@ -92,12 +92,11 @@ def _bad_corpus(calls: Path, sample_calls: Path) -> tuple[list[dict], dict[str, 
     return rows, failed
 
 
-def _start(manifest: Path, out: Path, home: Path) -> tuple[subprocess.Popen, Path]:
-    """`callqa run` on its own ephemeral Prefect API (own PREFECT_HOME), started in the background."""
+def _start(manifest: Path, out: Path, home: Path, server: dict) -> tuple[subprocess.Popen, Path]:
+    """`callqa run` against the module's Prefect server (one server for both batches costs less
+    than two ephemeral ones), started in the background."""
     result = home / f"{out.name}.json"
-    env = {**os.environ, "PREFECT_HOME": str(home / f"prefect-{out.name}"), "PREFECT_LOGGING_LEVEL": "WARNING",
-           "CALLQA_THREADS": "1", "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)
+    env = {**os.environ, **server, "PREFECT_LOGGING_LEVEL": "WARNING", "CALLQA_THREADS": "1", "COLUMNS": "200"}
     with (home / f"{out.name}.log").open("w") as log:  # a file, not a pipe: neither run waits on the other's reader
         proc = subprocess.Popen([*CALLQA, "run", str(manifest), "--out", str(out), "--json-result", str(result)],
                                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -120,7 +119,7 @@ def _card(out: Path, call_id: str) -> dict:
     return json.loads((out / f"{call_id}.scorecard.json").read_text(encoding="utf-8"))
 
 
-def test_bad_input_corpus_in_one_batch(sample_calls, tmp_path):
+def test_bad_input_corpus_in_one_batch(prefect_server, sample_calls, tmp_path):
     work = tmp_path / "site" / "qa"
     calls = work / "calls"
     calls.mkdir(parents=True)
@@ -132,10 +131,10 @@ def test_bad_input_corpus_in_one_batch(sample_calls, tmp_path):
     out = work / "out" / "night"
     alone = work / "out" / "alone"
 
-    # the night's batch and, at the same time, a batch of only the good calls (own folder, cache
-    # and Prefect API: nothing is shared, so both transcribe the good calls)
-    night = _start(manifest, out, tmp_path)
-    good_only = _start(only_good, alone, tmp_path)
+    # the night's batch and, at the same time, a batch of only the good calls (own folder and
+    # cache: no analysis is shared, so both transcribe the good calls)
+    night = _start(manifest, out, tmp_path, prefect_server)
+    good_only = _start(only_good, alone, tmp_path, prefect_server)
     returncode, output, result = _finish(night)
     returncode_alone, output_alone, result_alone = _finish(good_only)
 
@@ -180,7 +179,7 @@ def test_bad_input_corpus_in_one_batch(sample_calls, tmp_path):
 
     # nothing outside the output folder changed; everything inside it is owner-only
     after = _files(tmp_path)
-    outside = {k: v for k, v in after.items() if not k.startswith(("site/qa/out/", "prefect-", "night.", "alone."))}
+    outside = {k: v for k, v in after.items() if not k.startswith(("site/qa/out/", "night.", "alone."))}
     assert outside == {k: v for k, v in before.items()}, set(outside) ^ set(before)
     assert not list(tmp_path.parent.glob("escape*")) and not list(tmp_path.rglob("escape*"))
     assert not (out / "sub").exists()

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
-from pipelines.store import CallSource, Store, default_store_url
+from pipelines.store import CallSource
 from store_fixtures import SAMPLE_CALLS, build_store
 from tests.review_support import copy_store, csrf_token, post_review
 
