@@ -38,7 +38,7 @@ def test_transcribe_stereo_and_mono_calls_with_a_bad_file(tmp_path, sample_calls
         text = "".join(u["text"] for u in utterances)
         assert not TRADITIONAL.search(text), text
         first = utterances[0]
-        assert first["role"] == "agent" and "您好" in first["text"]
+        assert first["role"] == "agent" and re.search("[您你]好", first["text"])  # Whisper base writes either
         assert {"start", "end", "text", "prob"} <= set(first["words"][0])
         # the 12.8 s announced hold (31.4 → 44.2 s) is a gap in the transcript, and the return
         # apology comes from the agent after it
