@@ -18,10 +18,12 @@ fi
 [ -n "$PY" ] || { echo "callqa needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
 
 # System packages: FFmpeg's shared libraries (torchcodec) and, for the review console's browser
-# test, Debian's Chromium (Playwright drives it; no browser download).
+# test, Debian's Chromium (Playwright drives it; no browser download) and a CJK font.
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libavutil\.so' || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Pages show Chinese rule titles: a CJK font for the browser test and for anyone on this machine.
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then

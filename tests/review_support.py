@@ -8,6 +8,7 @@ store built once per session instead, which keeps the review tests well under a 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.store import Store, default_store_url
@@ -41,3 +42,46 @@ def csrf_token(client, call_id: str) -> str:
 def post_review(client, call_id: str, data: dict, token_from: str | None = None, **kwargs):
     """POST a review the way the call page's form does: with the session's CSRF token."""
     return client.post(f"/calls/{call_id}/reviews", data={**data, "csrf": csrf_token(client, token_from or call_id)}, **kwargs)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def require_chromium() -> None:
+    assert CHROMIUM.is_file(), (
+        f"Debian Chromium is missing at {CHROMIUM}: the browser test needs it — install it with "
+        "`apt-get install -y chromium` (Playwright's own browser download is not used)"
+    )
+
+
+@contextmanager
+def live_console(store: Store, token: str):
+    """The console app served by uvicorn on a free 127.0.0.1 port in a background thread; yields
+    its base URL and stops it afterwards."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from pipelines.review.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(store, token), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the console did not start within 10 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipelines.review.app import create_app
 from pipelines.store import ReviewRow
 from store_fixtures import build_store
+from tests.review_support import CHROMIUM, CHROMIUM_ARGS, live_console, require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 TOKEN = "browser-token"
 
 
@@ -28,28 +22,12 @@ TOKEN = "browser-token"
 def console(tmp_path_factory):
     """The app served by uvicorn on a free 127.0.0.1 port, in a background thread."""
     built = build_store(tmp_path_factory.mktemp("browser"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(built.store, TOKEN), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start within 10 s"
-        time.sleep(0.05)
-    yield built, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with live_console(built.store, TOKEN) as base:
+        yield built, base
 
 
 def test_queue_call_seek_and_review_in_chromium(console):
-    assert CHROMIUM.is_file(), (
-        f"Debian Chromium is missing at {CHROMIUM}: the browser test needs it — install it with "
-        "`apt-get install -y chromium` (Playwright's own browser download is not used)"
-    )
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     built, base = console

@@ -172,6 +172,22 @@ def create_app(store: Store, token: str) -> FastAPI:
             return PlainTextResponse(found.message, status_code=found.status)
         return FileResponse(found.path, media_type=_audio_type(found.path))
 
+    @app.get("/calls/{call_id}/clip")
+    def coaching_clip(call_id: str, rule: str = "") -> Response:
+        """A coaching clip around a rule's evidence, as a WAV download, with personal numbers beeped
+        out (clips are handed to trainees)."""
+        found = queries.servable_audio(store, call_id)
+        if found.path is None:
+            return PlainTextResponse(found.message, status_code=found.status)
+        view = queries.call_view(store, call_id)
+        chosen = next((r for r in view.rules if r.rule_id == rule), None) if view else None
+        if chosen is None:
+            return _error(404, f"Call {call_id!r} has no result for rule {rule!r}; pick a rule on the call page.")
+        data = queries.redacted_clip(store, call_id, found.path, chosen)
+        name = f"{call_id}_{rule}.wav".replace('"', "")
+        return Response(data, media_type="audio/wav",
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{_seg(name)}"})
+
     @app.get("/calibration")
     def calibration_page(format: str = "html") -> Response:
         pairs = calibration.current_pairs(store)

@@ -348,3 +348,28 @@ def save_review(store: Store, call_id: str, rule_id: str, human_verdict: str, re
         session.expunge(review)
     log.info("review: %s %s machine=%s human=%s by %s", call_id, rule_id, review.machine_verdict, human_verdict, reviewer)
     return review
+
+
+def redacted_clip(store: Store, call_id: str, audio: Path, rule: RuleView) -> bytes:
+    """WAV bytes of the clip around ``rule``'s first timed evidence (the call's opening when it has
+    none), personal numbers beeped out from the call's saved conversation."""
+    import tempfile
+
+    from pipelines.coaching.clips import cut_clip
+    from pipelines.records import Conversation
+    from pipelines.redaction import pii_time_spans
+
+    timed = [e for e in rule.evidence if e.start is not None]
+    start, end = (timed[0].start, timed[0].end) if timed else (None, None)
+    with Session(store.engine) as session:
+        call = session.get(CallRow, call_id)
+        conversation_path = Path(call.conversation_path) if call and call.conversation_path else None
+    beep = []
+    if conversation_path is not None and conversation_path.is_file():
+        beep = [(a, b) for a, b, _ in pii_time_spans(Conversation.read(conversation_path))]
+    else:
+        log.warning("call %s: no saved conversation to find spoken numbers in; clip without beeps", call_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clip.wav"
+        cut_clip(audio, out, start, end, beep=beep)
+        return out.read_bytes()
