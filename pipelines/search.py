@@ -172,21 +172,18 @@ def search(
         params["q"] = f"{column} : {_fts_phrase(terms)}"
         source = f"{INDEX_TABLE} s"
     where = [match]
-    if role:
-        where.append("u.role = :role")
-        params["role"] = role
-    if agent:
-        where.append("c.agent_id = :agent")
-        params["agent"] = agent
-    if team:
-        where.append("c.team = :team")
-        params["team"] = team
-    if since:
-        where.append("c.started_at >= :since")
-        params["since"] = since
-    if until:
-        where.append("c.started_at < :until_end")
-        params["until_end"] = until + "\uffff"  # everything that starts with the day/month given
+    filters = {  # parameter → condition on the utterance (u) or its call (c)
+        "role": ("u.role = :role", role),
+        "agent": ("c.agent_id = :agent", agent),
+        "team": ("c.team = :team", team),
+        "since": ("c.started_at >= :since", since),
+        # until is inclusive: everything that starts with the day or month given
+        "until_end": ("c.started_at < :until_end", until + "\uffff" if until else None),
+    }
+    for name, (condition, value) in filters.items():
+        if value:
+            where.append(condition)
+            params[name] = value
     if rule:
         where.append("EXISTS (SELECT 1 FROM rule_results r WHERE r.call_id = c.call_id AND r.rule_id = :rule"
                      + (" AND r.verdict = :verdict" if verdict else "") + ")")

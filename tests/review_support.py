@@ -85,3 +85,15 @@ def live_console(store: Store, token: str):
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def signed_in_client(store: Store, token: str):
+    """A test client of the console whose token cookie is already set, as after signing in."""
+    from fastapi.testclient import TestClient
+
+    from pipelines.review.app import create_app
+    from pipelines.review.auth import TOKEN_COOKIE
+
+    client = TestClient(create_app(store, token))
+    client.cookies.set(TOKEN_COOKIE, token)
+    return client

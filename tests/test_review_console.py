@@ -19,7 +19,7 @@ from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
 from pipelines.store import CallRow, ReviewRow, RuleResultRow
 from store_fixtures import build_store
-from tests.review_support import copy_store, post_review
+from tests.review_support import signed_in_client, copy_store, post_review
 
 TOKEN = "test-token-123"
 
@@ -36,9 +36,7 @@ def fresh(built, tmp_path):
 
 
 def _client(store) -> TestClient:
-    client = TestClient(create_app(store, TOKEN))
-    client.cookies.set(TOKEN_COOKIE, TOKEN)
-    return client
+    return signed_in_client(store, TOKEN)
 
 
 def _queue_ids(html: str) -> list[str]:

@@ -23,7 +23,7 @@ from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
 from pipelines.store import CallSource
 from store_fixtures import SAMPLE_CALLS, build_store
-from tests.review_support import copy_store, csrf_token, post_review
+from tests.review_support import signed_in_client, copy_store, csrf_token, post_review
 
 TOKEN = "security-token-456"
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +41,7 @@ def fresh(built, tmp_path):
 
 
 def _client(store) -> TestClient:
-    client = TestClient(create_app(store, TOKEN))
-    client.cookies.set(TOKEN_COOKIE, TOKEN)
-    return client
+    return signed_in_client(store, TOKEN)
 
 
 # --------------------------------------------------------------------------- 2. audio
