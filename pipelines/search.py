@@ -38,37 +38,31 @@ def _jieba():
     return jieba
 
 
-def tokens(utterance_text: str) -> list[str]:
-    """Index terms of a text: jieba's search-mode words for Chinese, lower-case words for the rest."""
+def _terms(text: str, chinese) -> list[str]:
+    """Chinese runs split by ``chinese`` (a function of the run), everything else lower-cased words."""
     out: list[str] = []
-    for piece in _WORD.findall(utterance_text):
-        if _CJK.fullmatch(piece):
-            out += [w for w in _jieba().cut_for_search(piece) if w.strip()]
-        else:
-            out.append(piece.lower())
+    for piece in _WORD.findall(text):
+        out += [w for w in chinese(piece) if w.strip()] if _CJK.fullmatch(piece) else [piece.lower()]
     return out
+
+
+def tokens(utterance_text: str) -> list[str]:
+    """Index terms of a text: jieba's search-mode words for Chinese (the shorter words inside long
+    ones too), lower-case words for the rest."""
+    return _terms(utterance_text, lambda run: _jieba().cut_for_search(run))
 
 
 def pinyin_terms(utterance_text: str) -> list[str]:
     """Toneless pinyin, one term per Chinese character, plus the English words."""
     from pypinyin import lazy_pinyin
 
-    out: list[str] = []
-    for piece in _WORD.findall(utterance_text):
-        out += lazy_pinyin(piece) if _CJK.fullmatch(piece) else [piece.lower()]
-    return out
+    return _terms(utterance_text, lazy_pinyin)
 
 
 def query_terms(query: str) -> list[str]:
     """What a query must match, in order: Chinese words as jieba cuts them whole (precise mode, so
     that 退订 stays one word), English words lower-cased."""
-    out: list[str] = []
-    for piece in _WORD.findall(query):
-        if _CJK.fullmatch(piece):
-            out += [w for w in _jieba().cut(piece) if w.strip()]
-        else:
-            out.append(piece.lower())
-    return out
+    return _terms(query, lambda run: _jieba().cut(run))
 
 
 @dataclass(frozen=True)
