@@ -87,13 +87,13 @@ def live_console(store: Store, token: str):
         sock.close()
 
 
-def signed_in_client(store: Store, token: str):
+def signed_in_client(store: Store, token: str, **options):
     """A test client of the console whose token cookie is already set, as after signing in."""
     from fastapi.testclient import TestClient
 
     from pipelines.review.app import create_app
     from pipelines.review.auth import TOKEN_COOKIE
 
-    client = TestClient(create_app(store, token))
+    client = TestClient(create_app(store, token, **options))
     client.cookies.set(TOKEN_COOKIE, token)
     return client

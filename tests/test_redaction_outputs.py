@@ -77,3 +77,26 @@ def test_coaching_clip_with_a_phone_number_carries_no_number(engines, calls2, tm
         assert not find_pii(path.read_text(encoding="utf-8")), path
     assert json.loads((safe.out_dir / "samples.json").read_text(encoding="utf-8"))["samples"][0]["redacted"] is True
 
+
+
+def test_console_can_show_transcripts_redacted(tmp_path):
+    from pipelines.records import Conversation, Measures
+    from tests.review_support import signed_in_client
+
+    built = build_store(tmp_path / "built")
+    store = copy_store(built, tmp_path).store
+    conversation = Conversation.read(built.out_dir / "zh_good_stereo.conversation.json")
+    measures = Measures.read(built.out_dir / "zh_good_stereo.measures.json")
+    changed = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": u.text + f"我的手机号是{NUMBER}"}) if u.role == "customer" else u
+        for u in conversation.utterances
+    ]})
+    store.save("zh_good_stereo", "t", "t", "t", changed, measures, score_and_report(changed, measures, tmp_path / "o"))
+    plain = signed_in_client(store, "tok").get("/calls/zh_good_stereo").text
+    assert NUMBER in plain
+    client = signed_in_client(store, "tok", redact=True)
+    page = client.get("/calls/zh_good_stereo").text
+    assert NUMBER not in page and "[电话]" in page
+    hits = client.get("/search", params={"q": "手机号"}).text
+    assert "zh_good_stereo" in hits and NUMBER not in hits
+    assert NUMBER in store.engine.connect().exec_driver_sql("SELECT group_concat(text) FROM utterances").scalar()

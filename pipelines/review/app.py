@@ -66,8 +66,10 @@ def foreign_origin(request: Request) -> str | None:
     return None
 
 
-def create_app(store: Store, token: str) -> FastAPI:
-    """The console for one store; every route requires ``token`` (see :mod:`pipelines.review.auth`)."""
+def create_app(store: Store, token: str, redact: bool = False) -> FastAPI:
+    """The console for one store; every route requires ``token`` (see :mod:`pipelines.review.auth`).
+    With ``redact`` transcripts, evidence quotes, flags and search hits show personal numbers as
+    placeholders (``[电话]``), for reviewers who must not see them."""
     app = FastAPI(title="callqa review console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     csrf_key = secrets.token_bytes(32)
@@ -130,6 +132,12 @@ def create_app(store: Store, token: str) -> FastAPI:
             since, until = period_bounds(period.strip()) if period.strip() else (None, None)
             hits = search(store.engine, q[:200], role=role or None, agent=agent or None, since=since, until=until,
                           by_sound=bool(by_sound), limit=500)
+            if redact:
+                from dataclasses import replace
+
+                from pipelines.redaction import redact_text
+
+                hits = [replace(h, text=redact_text(h.text)) for h in hits]
         agents, _ = queries.queue_choices(store)
         return HTMLResponse(render("search.html.j2", q=q, role=role, agent=agent, period=period, by_sound=bool(by_sound),
                                    hits=hits, agents=agents))
@@ -139,6 +147,8 @@ def create_app(store: Store, token: str) -> FastAPI:
         view = queries.call_view(store, call_id)
         if view is None:
             return _error(404, f"No call {call_id!r} in this store. Go back to the queue and pick a call from it.")
+        if redact:
+            view = queries.redacted_view(view)
         reviewer = request.cookies.get(REVIEWER_COOKIE, "")
         audio = queries.servable_audio(store, call_id)
         return HTMLResponse(render("call.html.j2", view=view, reviewer=reviewer, audio_ok=audio.path is not None,

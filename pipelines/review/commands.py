@@ -34,6 +34,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on; keep 127.0.0.1 unless behind a proxy."),
     port: int = typer.Option(8765, help="Port to listen on."),
     token: Optional[str] = typer.Option(None, help="Access token (default: $CALLQA_REVIEW_TOKEN, else a new one)."),
+    redact: bool = typer.Option(False, "--redact/--no-redact",
+                                help="Show phone, ID and card numbers as [电话]/[PHONE]… in transcripts and evidence."),
 ) -> None:
     """Run the review console: flagged-call queue, call pages with audio, human reviews, calibration."""
     import uvicorn
@@ -49,7 +51,7 @@ def serve(
     typer.echo(f"review console: http://{shown}:{port}/queue?token={token}")
     if generated:
         typer.echo("(token generated for this run; set --token or CALLQA_REVIEW_TOKEN to keep one across restarts)")
-    uvicorn.run(create_app(results, token), host=host, port=port, log_level="info", log_config=log_config())
+    uvicorn.run(create_app(results, token, redact=redact), host=host, port=port, log_level="info", log_config=log_config())
 
 
 class TokenFilter(logging.Filter):

@@ -373,3 +373,22 @@ def redacted_clip(store: Store, call_id: str, audio: Path, rule: RuleView) -> by
         out = Path(tmp) / "clip.wav"
         cut_clip(audio, out, start, end, beep=beep)
         return out.read_bytes()
+
+
+def redacted_view(view: CallView) -> CallView:
+    """The call page's data with personal numbers replaced in every text a reviewer reads (the rows
+    are detached copies: nothing is written back to the store)."""
+    from dataclasses import replace
+
+    from pipelines.redaction import redact_text
+
+    language = view.call.language or "zh"
+    for u in view.utterances:
+        u.text = redact_text(u.text, language)
+    for f in view.flags:
+        f.reason = redact_text(f.reason, language)
+    for r in view.rules:
+        r.evidence = [replace(e, text=redact_text(e.text, language) if e.text else e.text) for e in r.evidence]
+        for review in r.reviews:
+            review.note = redact_text(review.note or "", language)
+    return view
