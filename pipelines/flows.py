@@ -314,7 +314,7 @@ def qa_batch(
             store.save(
                 call.call_id, worker, input_key, rulebook_key, analysis.conversation, analysis.measures, card,
                 conversation_path=out_dir / f"{call.call_id}.conversation.json",
-                scorecard_path=out_dir / f"{call.call_id}.scorecard.json",
+                scorecard_path=out_dir / f"{call.call_id}.scorecard.json", redact=settings.redact_store,
             )
             rows.append(SummaryRow.from_scorecard(card))
             result.done.append(call.call_id)

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     0.34 instead of 0.01 on a 3-min 8 kHz call); a silent caller's single voice still comes out as
     one speaker, since the segmentation model hears only one."""
     max_speakers: int = 3
+    redact_store: bool = False
+    """Store transcript lines, evidence quotes and flags with personal numbers replaced
+    (``[电话]``): search, the console and exports never see them.  Rules are scored on the full
+    text before; the call's own conversation.json in the output folder keeps it."""
     """Agent, customer and a transfer's receiving agent."""
     agent_channel: Literal["left", "right"] | None = None
     """Stereo channel map: which channel carries the agent; ``None`` decides from content."""

@@ -267,8 +267,18 @@ class Store:
             )
 
     def save(self, call_id: str, worker: str, input_key: str, rulebook_key: str, conversation, measures, card: dict,
-             conversation_path: Path | None = None, scorecard_path: Path | None = None) -> None:
-        """Replace the call's utterances, rule results and flags and mark it done — one transaction."""
+             conversation_path: Path | None = None, scorecard_path: Path | None = None, redact: bool = False) -> None:
+        """Replace the call's utterances, rule results and flags and mark it done — one transaction.
+        With ``redact`` the stored texts carry placeholders instead of personal numbers."""
+        if redact:
+            from pipelines.redaction import redact_json_text, redact_text
+
+            language = conversation.language or "zh"
+            conversation = conversation.model_copy(update={"utterances": [
+                u.model_copy(update={"text": redact_text(u.text, language)}) for u in conversation.utterances
+            ]})
+            card = {**card, "rules": [{**r, "evidence": redact_json_text(r.get("evidence", []), language)} for r in card["rules"]],
+                    "flags": [{**f, "reason": redact_text(f["reason"], language)} for f in card["flags"]]}
         with Session(self.engine) as session, session.begin():
             for table in (UtteranceRow, RuleResultRow, FlagRow):
                 session.execute(delete(table).where(table.call_id == call_id))

@@ -100,3 +100,23 @@ def test_console_can_show_transcripts_redacted(tmp_path):
     hits = client.get("/search", params={"q": "手机号"}).text
     assert "zh_good_stereo" in hits and NUMBER not in hits
     assert NUMBER in store.engine.connect().exec_driver_sql("SELECT group_concat(text) FROM utterances").scalar()
+
+
+def test_store_can_keep_only_redacted_text(tmp_path):
+    from pipelines.records import Conversation, Measures
+    from pipelines.search import search
+
+    built = build_store(tmp_path / "built")
+    store = copy_store(built, tmp_path).store
+    conversation = Conversation.read(built.out_dir / "zh_good_stereo.conversation.json")
+    measures = Measures.read(built.out_dir / "zh_good_stereo.measures.json")
+    changed = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": u.text + f"我的手机号是{NUMBER}"}) if u.role == "customer" else u
+        for u in conversation.utterances
+    ]})
+    card = score_and_report(changed, measures, tmp_path / "o")
+    store.save("zh_good_stereo", "t", "t", "t", changed, measures, card, redact=True)
+    stored = store.engine.connect().exec_driver_sql(
+        "SELECT group_concat(text) FROM utterances WHERE call_id = 'zh_good_stereo'").scalar()
+    assert NUMBER not in stored and "[电话]" in stored
+    assert search(store.engine, "13912345678") == [] and search(store.engine, "手机号")
