@@ -63,23 +63,47 @@ def words_of(segments: list[RecognisedSegment], speaker: str) -> list[Attributed
     ]
 
 
+WORD_GAP_SILENCE_S = 0.2
+"""A pause at least this long inside a word's time span means the span is stretched, not spoken."""
+
+
 def assign_speakers(
     segments: list[RecognisedSegment], spans: list[tuple[str, float, float]]
 ) -> list[AttributedWord]:
-    """Give each word the speaker most active around it (largest overlap, else the nearest turn)."""
+    """Give each word the speaker most active around it (largest overlap, else the nearest turn).
+
+    Whisper starts a word that follows a pause where the previous word ended, so a word at a change
+    of speaker can stretch back over the pause into the other speaker's turn (「谢谢不 / 客气」: the
+    不 is the agent's).  When a word spans two speakers' turns with a pause between them, the turn
+    after the pause — where the word is actually said — decides."""
     out: list[AttributedWord] = []
     for word in words_of(segments, "?"):
-        best, best_overlap, best_distance = None, 0.0, float("inf")
-        for speaker, start, end in spans:
-            overlap = min(end, word.end) - max(start, word.start)
-            if overlap > best_overlap:
-                best, best_overlap = speaker, overlap
-            elif best_overlap <= 0:
-                distance = max(start - word.end, word.start - end, 0.0)
-                if distance < best_distance:
-                    best, best_distance = speaker, distance
+        best = _stretched_word_speaker(word, spans)
+        if best is None:
+            best_overlap, best_distance = 0.0, float("inf")
+            for speaker, start, end in spans:
+                overlap = min(end, word.end) - max(start, word.start)
+                if overlap > best_overlap:
+                    best, best_overlap = speaker, overlap
+                elif best_overlap <= 0:
+                    distance = max(start - word.end, word.start - end, 0.0)
+                    if distance < best_distance:
+                        best, best_distance = speaker, distance
         out.append(AttributedWord(best or "SPEAKER_00", word.start, word.end, word.text, word.prob))
     return out
+
+
+def _stretched_word_speaker(word: AttributedWord, spans: list[tuple[str, float, float]]) -> str | None:
+    """The speaker after a pause inside the word's span, when the span touches two speakers."""
+    inside = sorted((max(a, word.start), min(b, word.end), s) for s, a, b in spans if a < word.end and b > word.start)
+    if len({s for _, _, s in inside}) < 2:
+        return None
+    covered_until = inside[0][1]
+    for start, end, speaker in inside[1:]:
+        if start - covered_until >= WORD_GAP_SILENCE_S and speaker != inside[0][2]:
+            return speaker
+        covered_until = max(covered_until, end)
+    return None
 
 
 def group_utterances(words: list[AttributedWord], max_gap_s: float = MAX_WORD_GAP_S) -> list[list[AttributedWord]]:

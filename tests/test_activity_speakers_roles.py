@@ -49,6 +49,16 @@ def test_words_go_to_the_speaker_active_around_them():
     assert [w.speaker for w in words] == ["A", "A", "B", "B", "A"]  # last word: nearest turn
 
 
+def test_a_word_stretched_over_a_pause_goes_to_the_speaker_after_it():
+    # 「谢谢不 / 客气」: Whisper starts 不 where 谢谢 ended; it is said after the pause, by the agent
+    segments = [_seg([(29.11, 29.59, "谢谢"), (29.59, 30.43, "不"), (30.43, 30.61, "客"), (30.61, 30.83, "气")])]
+    spans = [("C", 28.25, 29.8), ("A", 30.3, 30.91)]
+    assert [w.speaker for w in assign_speakers(segments, spans)] == ["C", "A", "A", "A"]
+    # no pause inside the word: the largest overlap decides as before
+    overlapping = [_seg([(1.0, 2.0, "好的")])]
+    assert [w.speaker for w in assign_speakers(overlapping, [("C", 0.0, 1.7), ("A", 1.7, 3.0)])] == ["C"]
+
+
 def test_utterances_are_runs_and_overlaps_are_kept():
     w = lambda spk, s, e, t: AttributedWord(spk, s, e, t, 0.9)  # noqa: E731
     words = [
