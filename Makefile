@@ -18,3 +18,4 @@ bench: install
 	.venv/bin/python bench/bench_stages.py
 	.venv/bin/python bench/bench_roles.py
 	.venv/bin/python bench/bench_redaction.py
+	PYTHONPATH=. .venv/bin/python -m bench.bench_startup

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from models.device import DeviceChoice
 from models.errors import ModelUnavailableError
@@ -72,6 +71,9 @@ class Diarizer:
         device: DeviceChoice,
         options: DiarizationOptions | None = None,
     ):
+        # torch and pyannote.audio (with lightning) cost seconds to import: only a call that needs
+        # diarization pays for them, never a stereo-only or nothing-to-do batch (see README).
+        import torch
         from pyannote.audio import Model
         from pyannote.audio.pipelines import SpeakerDiarization
 
@@ -130,6 +132,8 @@ class Diarizer:
         """
         opts = self.options
         count = opts.num_speakers if num_speakers == -1 else num_speakers
+        import torch  # already loaded by __init__; kept local so importing this module stays light
+
         waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         kwargs: dict[str, int] = {}
         if count:

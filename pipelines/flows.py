@@ -107,6 +107,18 @@ def _engines_for(settings_json: str):
     return engines
 
 
+def require_model_files(settings: Settings) -> None:
+    """Raise :class:`ModelUnavailableError` (with its fix) when a model the batch may need is not in
+    the store.  Only files are checked: loading Whisper or importing pyannote.audio here would make
+    every run pay seconds of start-up, even one with nothing to do (see README, "Lean start-up")."""
+    from models.store import ModelStore
+
+    store = ModelStore(settings.model_store)
+    store.whisper(settings.asr_model)
+    store.segmentation(settings.segmentation)
+    store.speaker_embedding(settings.embedding)
+
+
 def worker_engines(settings: Settings):
     """The speech models of this worker process, loaded on first use and kept for every call."""
     with _engine_lock:
@@ -285,10 +297,8 @@ def qa_batch(
     store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
     cache = AnalysisCache(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
     rulebook_key = _rulebook_key(rulebook)
-    from models.store import ModelStore
-
     # A missing model stops the run here with its fix, instead of failing every call one by one.
-    ModelStore(settings.model_store).whisper(settings.asr_model)
+    require_model_files(settings)
     found = read_source(source)
     calls = found.calls
     store.register(calls)

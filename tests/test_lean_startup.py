@@ -1,0 +1,109 @@
+"""Lean start-up: a `callqa run` with nothing to do, or a rulebook change answered from the analysis
+cache, must not import the speech-model stacks (faster-whisper/CTranslate2, torch, pyannote.audio and
+lightning) — they cost seconds per run (README, "Lean start-up").  Speed itself is measured by
+bench/bench_startup.py; here we assert on what each run imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("pyannote.audio", "lightning", "pytorch_lightning", "faster_whisper", "ctranslate2", "torch", "torchaudio")
+
+# Runs the real CLI in this interpreter, then reports which heavy modules it imported.
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from pipelines.cli import app
+    try:
+        app(sys.argv[1:], standalone_mode=False)
+    finally:
+        heavy = {heavy!r}
+        print("IMPORTED=" + json.dumps([m for m in heavy if m in sys.modules]))
+    """
+).format(heavy=HEAVY)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING", "CALLQA_THREADS": "2"}
+
+
+def _run_and_report(*args: str) -> tuple[list[str], dict]:
+    """`callqa run ARGS` in a fresh interpreter: the heavy modules it imported, and its JSON result."""
+    out = Path(args[args.index("--out") + 1])
+    result_file = out / "result.json"
+    result_file.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "run", *args, "--json-result", str(result_file)],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("IMPORTED=")]
+    assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
+    return json.loads(lines[-1].removeprefix("IMPORTED=")), json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    # stereo: the first run needs Whisper but never diarization
+    shutil.copy(real_data / "en_stereo_2ch_fasterwhisper" / "stereo_diarization.wav", calls / "call1.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    imported, first = _run_and_report(str(calls), "--out", str(out))
+    assert first["transcribed"] == ["call1"]
+    assert "faster_whisper" in imported  # the check below can fail: a run that transcribes imports it
+    assert "pyannote.audio" not in imported and "lightning" not in imported  # a stereo call needs no diarizer
+
+    # nothing to do: every call finished with the same inputs
+    imported, second = _run_and_report(str(calls), "--out", str(out))
+    assert second["skipped"] == ["call1"] and second["transcribed"] == []
+    assert imported == [], f"a run with nothing to do imported {imported}"
+
+    # a rulebook change: re-scored from the analysis cache
+    import qa_rules
+
+    rulebook = tmp_path / "en.yaml"
+    text = qa_rules.default_rulebook_path("en").read_text(encoding="utf-8")
+    rulebook.write_text(text.replace("pass_mark: 80", "pass_mark: 97"), encoding="utf-8")
+    imported, third = _run_and_report(str(calls), "--out", str(out), "--rulebook", str(rulebook))
+    assert third["cached"] == ["call1"] and third["transcribed"] == []
+    assert json.loads((out / "call1.scorecard.json").read_text(encoding="utf-8"))["pass_mark"] == 97
+    assert imported == [], f"a re-score from the cache imported {imported}"
+
+
+def test_missing_diarization_weights_stop_the_batch_up_front_without_importing_pyannote(tmp_path):
+    """The up-front model check covers the diarization weights by file: one error with its fix."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from models.errors import ModelUnavailableError
+        from pipelines.flows import require_model_files
+        from pipelines.settings import Settings
+
+        settings = Settings.load()
+        require_model_files(settings)  # the real store is complete
+        store = Path(sys.argv[1])
+        store.mkdir()
+        for entry in Path(settings.model_store).iterdir():  # every model but the segmentation one
+            if entry.name != "{seg}":
+                (store / entry.name).symlink_to(entry)
+        try:
+            require_model_files(Settings.load(model_store=store))
+        except ModelUnavailableError as exc:
+            print("ERROR=" + str(exc))
+        print("IMPORTED=" + ",".join(m for m in {heavy!r} if m in sys.modules))
+        """
+    )
+    from models.store import SEGMENTATION_DIR
+
+    proc = subprocess.run([sys.executable, "-c", code.format(seg=SEGMENTATION_DIR, heavy=HEAVY), str(tmp_path / "store")],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ERROR=pyannote segmentation checkpoint not found" in proc.stdout, proc.stdout
+    assert "callqa models prepare" in proc.stdout
+    assert proc.stdout.split("IMPORTED=")[1].strip() == "", proc.stdout
