@@ -24,6 +24,8 @@ ldconfig -p 2>/dev/null | grep -q 'libavutil\.so' || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # Pages show Chinese rule titles: a CJK font for the browser test and for anyone on this machine.
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
+# The PostgreSQL tests start a real server of their own (results store on PostgreSQL).
+{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then
