@@ -81,6 +81,10 @@ def test_calibration_separates_the_random_part(built, tmp_path):
     queries.save_review(store, selected_call, "greeting.standard", "fail", "qa1")
     parts = calibration.pairs_by_sample(store)
     assert len(parts["random"]) == 1 and len(parts["selected"]) == 1
+    from tests.review_support import signed_in_client
+
+    page = signed_in_client(store, "tok").get("/calibration").text
+    assert 'data-part="random"' in page and "unbiased" in page and 'data-part="selected"' in page
 
 
 def test_bad_plans_are_refused_with_the_reason(tmp_path):

@@ -205,8 +205,10 @@ def create_app(store: Store, token: str, redact: bool = False) -> FastAPI:
         if format == "csv":
             return Response(calibration.to_csv(rows), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": 'attachment; filename="calibration.csv"'})
+        parts = {name: calibration.overall(part) if part else None
+                 for name, part in calibration.pairs_by_sample(store).items()}
         return HTMLResponse(render("calibration.html.j2", rows=rows, total=calibration.overall(pairs),
-                                   cases=calibration.disagreements(store, rows)))
+                                   cases=calibration.disagreements(store, rows), parts=parts))
 
     return app
 
