@@ -55,3 +55,9 @@ say "checking imports"
 
 say "preparing the local model store"
 .venv/bin/callqa models prepare
+
+# librosa compiles its pitch tracker (numba, cache=True) on first use and caches the machine code in
+# site-packages.  Two workers compiling it at once on a fresh install can write a broken cache that
+# then crashes every later run (seen: a segmentation fault in librosa.pyin), so compile it once here.
+say "compiling librosa's pitch tracker once"
+.venv/bin/python -c 'import numpy as np, librosa; y = np.sin(2 * np.pi * 200 * np.arange(16000) / 16000).astype(np.float32); librosa.pyin(y, fmin=60, fmax=500, sr=16000); librosa.feature.zero_crossing_rate(y)' 
