@@ -60,4 +60,9 @@ say "preparing the local model store"
 # site-packages.  Two workers compiling it at once on a fresh install can write a broken cache that
 # then crashes every later run (seen: a segmentation fault in librosa.pyin), so compile it once here.
 say "compiling librosa's pitch tracker once"
-.venv/bin/python -c 'import numpy as np, librosa; y = np.sin(2 * np.pi * 200 * np.arange(16000) / 16000).astype(np.float32); librosa.pyin(y, fmin=60, fmax=500, sr=16000); librosa.feature.zero_crossing_rate(y)' 
+warm='import numpy as np, librosa; y = np.sin(2 * np.pi * 200 * np.arange(16000) / 16000).astype(np.float32); librosa.pyin(y, fmin=60, fmax=500, sr=16000); librosa.feature.zero_crossing_rate(y)'
+if ! .venv/bin/python -c "$warm" 2>/dev/null; then
+  echo "librosa's compiled-code cache is broken: clearing it and compiling again"
+  find .venv -path '*librosa*__pycache__*' -name '*.nb[ic]' -delete
+  .venv/bin/python -c "$warm"
+fi
