@@ -21,7 +21,8 @@ from tests.review_support import copy_store
 NUMBER = "13912345678"
 
 
-def test_export_is_redacted_by_default(tmp_path):
+def _store_with_a_number(tmp_path, redact: bool = False):
+    """A copy of the fixture store where zh_good_stereo's customer also gives a phone number."""
     from pipelines.records import Conversation, Measures
 
     built = build_store(tmp_path / "built")
@@ -32,7 +33,13 @@ def test_export_is_redacted_by_default(tmp_path):
         u.model_copy(update={"text": u.text + f"我的手机号是{NUMBER}"}) if u.role == "customer" else u
         for u in conversation.utterances
     ]})
-    store.save("zh_good_stereo", "t", "t", "t", changed, measures, score_and_report(changed, measures, tmp_path / "o"))
+    card = score_and_report(changed, measures, tmp_path / "o")
+    store.save("zh_good_stereo", "t", "t", "t", changed, measures, card, redact=redact)
+    return store
+
+
+def test_export_is_redacted_by_default(tmp_path):
+    store = _store_with_a_number(tmp_path)
     store.export(tmp_path / "redacted", ("csv",))
     text = (tmp_path / "redacted" / "utterances.csv").read_text(encoding="utf-8-sig")
     assert NUMBER not in text and "[电话]" in text
@@ -80,18 +87,9 @@ def test_coaching_clip_with_a_phone_number_carries_no_number(engines, calls2, tm
 
 
 def test_console_can_show_transcripts_redacted(tmp_path):
-    from pipelines.records import Conversation, Measures
     from tests.review_support import signed_in_client
 
-    built = build_store(tmp_path / "built")
-    store = copy_store(built, tmp_path).store
-    conversation = Conversation.read(built.out_dir / "zh_good_stereo.conversation.json")
-    measures = Measures.read(built.out_dir / "zh_good_stereo.measures.json")
-    changed = conversation.model_copy(update={"utterances": [
-        u.model_copy(update={"text": u.text + f"我的手机号是{NUMBER}"}) if u.role == "customer" else u
-        for u in conversation.utterances
-    ]})
-    store.save("zh_good_stereo", "t", "t", "t", changed, measures, score_and_report(changed, measures, tmp_path / "o"))
+    store = _store_with_a_number(tmp_path)
     plain = signed_in_client(store, "tok").get("/calls/zh_good_stereo").text
     assert NUMBER in plain
     client = signed_in_client(store, "tok", redact=True)
@@ -103,19 +101,9 @@ def test_console_can_show_transcripts_redacted(tmp_path):
 
 
 def test_store_can_keep_only_redacted_text(tmp_path):
-    from pipelines.records import Conversation, Measures
     from pipelines.search import search
 
-    built = build_store(tmp_path / "built")
-    store = copy_store(built, tmp_path).store
-    conversation = Conversation.read(built.out_dir / "zh_good_stereo.conversation.json")
-    measures = Measures.read(built.out_dir / "zh_good_stereo.measures.json")
-    changed = conversation.model_copy(update={"utterances": [
-        u.model_copy(update={"text": u.text + f"我的手机号是{NUMBER}"}) if u.role == "customer" else u
-        for u in conversation.utterances
-    ]})
-    card = score_and_report(changed, measures, tmp_path / "o")
-    store.save("zh_good_stereo", "t", "t", "t", changed, measures, card, redact=True)
+    store = _store_with_a_number(tmp_path, redact=True)
     stored = store.engine.connect().exec_driver_sql(
         "SELECT group_concat(text) FROM utterances WHERE call_id = 'zh_good_stereo'").scalar()
     assert NUMBER not in stored and "[电话]" in stored
