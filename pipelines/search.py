@@ -198,9 +198,9 @@ def search(
 
 
 def period_bounds(period: str) -> tuple[str, str]:
-    """``2024-06`` → (``2024-06``, ``2024-06``): a month or a day as since/until for :func:`search`;
-    ``2024-06-01..2024-06-07`` → the two ends."""
-    if ".." in period:
-        a, b = period.split("..", 1)
-        return a.strip(), b.strip()
-    return period, period
+    """``2024-06`` or ``2024-06-01..2024-06-07`` (the reports' period syntax) as since/until for
+    :func:`search`; raises :class:`pipelines.coaching.period.PeriodError` with what is accepted."""
+    from pipelines.coaching.period import parse_period
+
+    chosen = parse_period(period)
+    return chosen.first.isoformat(), chosen.last.isoformat()

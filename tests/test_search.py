@@ -87,3 +87,18 @@ def test_search_command(built):
     assert len(first) == 5 and ":" in first[1] and first[2] == "agent" and "久等" in first[4]
     bad = CliRunner().invoke(app, ["search", "久等", "--store-dir", str(built.out_dir), "--role", "boss"])
     assert bad.exit_code == 1 and "--role must be agent or customer" in bad.output
+
+
+@pytest.mark.parametrize("query", ['"', 'NEAR(a b)', "退订 OR *", "a' OR '1'='1", "\x00\x1b[31m", "投诉" * 500])
+def test_hostile_queries_find_nothing_or_lines_but_never_break(built, query):
+    hits = search(built.store.engine, query)
+    assert all(isinstance(h.text, str) for h in hits)
+
+
+def test_bad_period_is_one_clear_error(built):
+    from tests.review_support import signed_in_client
+
+    result = CliRunner().invoke(app, ["search", "久等", "--store-dir", str(built.out_dir), "--period", "2024-13"])
+    assert result.exit_code == 1 and "month must be 01–12" in result.output
+    page = signed_in_client(built.store, "tok").get("/search", params={"q": "久等", "period": "last week"})
+    assert page.status_code == 400 and "period" in page.text

@@ -129,7 +129,12 @@ def create_app(store: Store, token: str, redact: bool = False) -> FastAPI:
         if role not in ("", "agent", "customer"):
             return _error(400, "role must be agent or customer")
         if q.strip():
-            since, until = period_bounds(period.strip()) if period.strip() else (None, None)
+            from pipelines.coaching.period import PeriodError
+
+            try:
+                since, until = period_bounds(period.strip()) if period.strip() else (None, None)
+            except PeriodError as exc:
+                return _error(400, str(exc))
             hits = search(store.engine, q[:200], role=role or None, agent=agent or None, since=since, until=until,
                           by_sound=bool(by_sound), limit=500)
             if redact:

@@ -137,8 +137,13 @@ def search(
         _fail(f"--role must be agent or customer, not {role!r}")
     if verdict not in (None, "pass", "fail", "na"):
         _fail(f"--verdict must be pass, fail or na, not {verdict!r}")
+    from pipelines.coaching.period import PeriodError
+
+    try:
+        since, until = period_bounds(period) if period else (None, None)
+    except PeriodError as exc:
+        _fail(str(exc))
     results = open_store(store, store_dir)
-    since, until = period_bounds(period) if period else (None, None)
     hits = run_search(results.engine, query, role=role, agent=agent, team=team, since=since, until=until,
                       rule=rule, verdict=verdict or ("fail" if rule else None), by_sound=by_sound, limit=limit)
     if not hits:
