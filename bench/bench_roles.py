@@ -24,7 +24,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench.role_eval import content_roles, diarization_der, old_opening_roles, pooled, pooled_der, score_roles  # noqa: E402
-from pipelines.records import Conversation  # noqa: E402
+from qa_rules.records import Conversation  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 CORPORA = ("calls", "calls2")
@@ -42,7 +42,7 @@ def labelled_calls() -> dict[str, tuple[Path, dict]]:
 def transcribe_all(calls: dict[str, tuple[Path, dict]], out: Path) -> None:
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     files = [str(path) for path, _ in calls.values()]
     result = CliRunner().invoke(app, ["transcribe", *files, "--out", str(out)])

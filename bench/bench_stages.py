@@ -21,10 +21,10 @@ warnings.filterwarnings("ignore")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipelines.audio import decode_audio  # noqa: E402
-from pipelines.engines import SpeechEngines  # noqa: E402
-from pipelines.measures import measure_call  # noqa: E402
-from pipelines.conversation import build_conversation  # noqa: E402
+from pipelines.stages.audio import decode_audio  # noqa: E402
+from pipelines.stages.engines import SpeechEngines  # noqa: E402
+from pipelines.stages.measures import measure_call  # noqa: E402
+from pipelines.stages.conversation import build_conversation  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -217,7 +217,7 @@ def bench_calls(engines: SpeechEngines, console: Console) -> None:
             qa_rules.score(conversation, measures, books["zh" if conversation.language == "zh" else "en"])
     elapsed = time.perf_counter() - t0
     console.print(f"re-scoring (rules only): {rounds * len(saved) / elapsed:.0f} calls/s")
-    from pipelines.scoring import rescore_file
+    from pipelines.stages.scoring import rescore_file
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

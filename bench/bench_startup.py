@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("pyannote.audio", "lightning", "faster_whisper", "ctranslate2", "torch", "prefect")
 DRIVER = (
-    "import json, sys\nfrom pipelines.cli import app\ntry:\n    app(sys.argv[1:], standalone_mode=False)\n"
+    "import json, sys\nfrom pipelines.shell.cli import app\ntry:\n    app(sys.argv[1:], standalone_mode=False)\n"
     "finally:\n    print('IMPORTED=' + json.dumps([m for m in %r if m in sys.modules]))\n" % (HEAVY,)
 )
 

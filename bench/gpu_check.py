@@ -120,10 +120,10 @@ def run_device(device: str, calls: list[Path], threads: int | None) -> DeviceFig
     import qa_rules
     import torch
 
-    from pipelines.audio import decode_audio
-    from pipelines.conversation import assemble_conversation, find_speakers, transcribe_call
-    from pipelines.engines import SpeechEngines
-    from pipelines.measures import measure_call
+    from pipelines.stages.audio import decode_audio
+    from pipelines.stages.conversation import assemble_conversation, find_speakers, transcribe_call
+    from pipelines.stages.engines import SpeechEngines
+    from pipelines.stages.measures import measure_call
     from pipelines.settings import Settings
 
     figures = DeviceFigures(device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from pipelines.redaction import PiiSpan, find_pii
+from pipelines.results.redaction import PiiSpan, find_pii
 
 ZH_NUM = "零一二三四五六七八九"
 EN_NUM = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

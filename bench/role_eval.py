@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from pipelines.records import Conversation
-from pipelines.roles import RoleDecision, SpokenRun, pinyin_key, roles_from_content
+from qa_rules.records import Conversation
+from pipelines.stages.roles import RoleDecision, SpokenRun, pinyin_key, roles_from_content
 
 DER_COLLAR_S = 0.5
 """pyannote.metrics collar: 0.5 s in all, ±0.25 s around each reference boundary."""

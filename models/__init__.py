@@ -1,7 +1,7 @@
 """Speech models: the local model store, device choice, transcription and diarization.
 
 This package knows speech models and nothing of QA.  It never downloads: every model comes from
-the local model store (see :mod:`models.store`), filled from registry packages at install time.
+the local model store (see :mod:`models.model_store`), filled from registry packages at install time.
 """
 
 import os

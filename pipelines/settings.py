@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.diarization import DiarizationOptions
-from models.store import default_store_root
+from models.model_store import default_store_root
 from models.transcription import TranscriptionOptions
 
 

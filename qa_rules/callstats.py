@@ -11,7 +11,7 @@ from statistics import median
 
 import numpy as np
 
-from pipelines.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
-from pipelines.records import Conversation, Measures, Utterance
+from qa_rules.records import Conversation, Measures, Utterance
 
 from .matching import Doc, find_regex, find_text
 from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pipelines.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures
 
 from .callstats import call_figures
 from .context import CallContext, Outcome
 from .matching import clean
 from .operators import OPERATORS
 from .rulebook import CATEGORIES, Condition, Rule, Rulebook
-from .scorecard import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult
+from .records import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult
 
 
 def _applies(ctx: CallContext, cond: Condition | None) -> str | None:

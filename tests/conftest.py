@@ -40,7 +40,7 @@ def settings():
 @pytest.fixture(scope="session")
 def engines(settings):
     """Whisper base + pyannote/CAM++ from the local model store, loaded once for the session."""
-    from pipelines.engines import SpeechEngines
+    from pipelines.stages.engines import SpeechEngines
 
     return SpeechEngines.load(settings)
 
@@ -60,7 +60,7 @@ def calls2_batch(tmp_path_factory, calls2) -> Path:
     scorecards in the returned folder."""
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     out = tmp_path_factory.mktemp("calls2")
     result = CliRunner().invoke(app, ["run", str(calls2 / "manifest.csv"), "--out", str(out)])

@@ -11,7 +11,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.store import Store, default_store_url
+from pipelines.results.store import Store, default_store_url
 from store_fixtures import BuiltStore
 
 

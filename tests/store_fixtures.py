@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.records import Conversation, Measures
-from pipelines.scoring import score_and_report
-from pipelines.store import CallSource, Store, default_store_url
+from qa_rules.records import Conversation, Measures
+from pipelines.stages.scoring import score_and_report
+from pipelines.results.store import Store, default_store_url
+from qa_rules.records import CallSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "calls"
 SAMPLE_CALLS = Path(__file__).resolve().parents[1] / "samples" / "calls"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from models.transcription import RecognisedSegment, RecognisedWord
-from pipelines.activity import voice_activity
-from pipelines.roles import ROLE_UNCERTAIN_BELOW, SpokenRun, find_cues, roles_from_channel_map, roles_from_content
-from pipelines.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances
-from pipelines.text import join_words, normalise_word, to_simplified
+from pipelines.stages.activity import voice_activity
+from pipelines.stages.roles import ROLE_UNCERTAIN_BELOW, SpokenRun, find_cues, roles_from_channel_map, roles_from_content
+from pipelines.stages.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances
+from pipelines.stages.text import join_words, normalise_word, to_simplified
 from tests.audio_fixtures import silence, tone
 
 SR = 16000

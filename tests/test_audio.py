@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.audio import SAMPLE_RATE, decode_audio
-from pipelines.errors import BadAudioError
+from pipelines.stages.audio import SAMPLE_RATE, decode_audio
+from qa_rules.records import BadAudioError
 from tests.audio_fixtures import encode, tone, write_wav
 
 

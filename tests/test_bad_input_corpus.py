@@ -24,7 +24,7 @@ from tests.audio_fixtures import silence, tone, write_wav
 from tests.test_flows import prefect_server  # noqa: F401 - the module's local Prefect server (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-CALLQA = [sys.executable, "-m", "pipelines.cli"]
+CALLQA = [sys.executable, "-m", "pipelines.shell.cli"]
 GOOD = {"en_no_closing": "en_no_closing.wav", "zh_loud_agent": "zh_loud_agent.flac"}
 QUOTED = '客户 "引号" it\'s'
 """A file name with CJK, spaces and both quotes (its call id is the file's stem)."""
@@ -189,7 +189,7 @@ def test_bad_input_corpus_in_one_batch(prefect_server, sample_calls, tmp_path):
 
     # the console will not play a call that did not decode as audio
     from pipelines.review.queries import servable_audio
-    from pipelines.store import Store, default_store_url
+    from pipelines.results.store import Store, default_store_url
 
     assert servable_audio(Store(default_store_url(out)), "leak").path is None
 

@@ -8,7 +8,7 @@ import re
 
 from typer.testing import CliRunner
 
-from pipelines.cli import EXIT_PARTIAL, app
+from pipelines.shell.cli import EXIT_PARTIAL, app
 
 CONTRACT = {"call_id", "source", "duration_s", "language", "channels", "speakers", "utterances", "models"}
 TRADITIONAL = re.compile("[歡號請讓為務謝問還來電見]")

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from pipelines.audio import SAMPLE_RATE, decode_audio
+from pipelines.stages.audio import SAMPLE_RATE, decode_audio
 from pipelines.coaching.clips import clip_window
-from pipelines.coaching.period import PeriodError, parse_period
+from pipelines.results.period import PeriodError, parse_period
 from pipelines.coaching.samples import export_monthly, export_samples, find_samples
 from pipelines.coaching.selection import SelectionError
 from store_fixtures import build_store
@@ -164,7 +164,7 @@ def test_missing_recording_is_reported_not_fatal(built, tmp_path):
 
 
 def test_samples_command(built, tmp_path):
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     runner = CliRunner()
     out = tmp_path / "lib"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from pipelines.shell.cli import app
 
 LABELLED = ["greeting", "hold", "closing", "forbidden_language", "volume", "speech_rate", "interruption", "courtesy"]
 
@@ -77,7 +77,7 @@ def test_rescoring_with_a_changed_rulebook_needs_no_audio_or_model(batch, tmp_pa
     changed.write_text(text.replace("pass_mark: 80", "pass_mark: 99"), encoding="utf-8")
     out = tmp_path / "rescored"
     code = (
-        "import sys; from typer.testing import CliRunner; from pipelines.cli import app;"
+        "import sys; from typer.testing import CliRunner; from pipelines.shell.cli import app;"
         f"r = CliRunner().invoke(app, ['score', {str(batch)!r}, '--rulebook', {str(changed)!r}, '--out', {str(out)!r}]);"
         "print(r.output); heavy = [m for m in ('faster_whisper', 'pyannote.audio', 'torch', 'av') if m in sys.modules];"
         "print('LOADED', heavy); sys.exit(r.exit_code or (1 if heavy else 0))"

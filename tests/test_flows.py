@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.store import Store, default_store_url
+from pipelines.results.store import Store, default_store_url
 from tests.audio_fixtures import silence, tone, write_wav
 
-CALLQA = [sys.executable, "-m", "pipelines.cli"]
+CALLQA = [sys.executable, "-m", "pipelines.shell.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

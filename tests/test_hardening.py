@@ -22,12 +22,12 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import qa_rules
-from pipelines.records import Conversation, Measures
-from pipelines.sources import read_source
+from qa_rules.records import Conversation, Measures
+from pipelines.shell.sources import read_source
 from store_fixtures import FIXTURES, build_store
 
 ROOT = Path(__file__).resolve().parents[1]
-CALLQA = [sys.executable, "-m", "pipelines.cli"]
+CALLQA = [sys.executable, "-m", "pipelines.shell.cli"]
 
 
 def _fixture(call_id: str) -> tuple[Conversation, Measures]:
@@ -75,7 +75,7 @@ def test_a_file_name_that_is_no_call_id_is_refused_in_a_folder(tmp_path):
 
 
 def test_writers_never_leave_the_output_folder(tmp_path):
-    from pipelines.records import OutsideOutputError
+    from qa_rules.files import OutsideOutputError
 
     conversation, measures = _fixture("en_no_closing")
     out = tmp_path / "a" / "b" / "out"
@@ -85,7 +85,7 @@ def test_writers_never_leave_the_output_folder(tmp_path):
         hostile.write(out)
     with pytest.raises(OutsideOutputError):
         measures.model_copy(update={"call_id": "../escape"}).write(out)
-    from pipelines.scoring import score_and_report
+    from pipelines.stages.scoring import score_and_report
 
     with pytest.raises(OutsideOutputError):
         score_and_report(hostile, measures.model_copy(update={"call_id": "../../escape"}), out)
@@ -142,7 +142,7 @@ def test_a_rulebook_whose_weights_are_all_zero_is_refused(tmp_path):
 
 
 def test_truncated_flac_is_decoded_with_a_damage_flag(tmp_path):
-    from pipelines.audio import decode_audio
+    from pipelines.stages.audio import decode_audio
     from tests.audio_fixtures import tone
 
     whole = tmp_path / "whole.flac"
@@ -189,7 +189,7 @@ def test_excel_and_csv_writers_neutralise_formulas(tmp_path):
 
     from pipelines.coaching.excel import write_workbook
     from pipelines.review.calibration import RuleAgreement, to_csv
-    from pipelines.summary import SummaryRow, write_summary
+    from pipelines.reports.summary import SummaryRow, write_summary
 
     frame = pd.DataFrame({"group": [HOSTILE, "+1+1", "-2+3", "@SUM(A1)", "\t=1", "A1024"], "calls": [1, 2, 3, 4, 5, -6]})
     book = openpyxl.load_workbook(write_workbook({"by agent": frame}, tmp_path / "r.xlsx"))
@@ -220,7 +220,7 @@ def test_store_export_csv_neutralises_formulas(tmp_path):
 
 # --------------------------------------------------------------------------- 8. clear errors
 def test_report_and_samples_on_calls_without_started_at(tmp_path):
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     built = build_store(tmp_path / "store")
     with sqlite3.connect(built.out_dir / "callqa.db") as db:
@@ -238,7 +238,7 @@ def test_call_ids_are_never_read_as_rich_markup():
     from rich.console import Console
     from rich.progress import Progress, TextColumn
 
-    from pipelines.cli import progress_text
+    from pipelines.shell.cli import progress_text
 
     console = Console(file=io.StringIO(), width=200)
     with Progress(TextColumn("{task.description}"), console=console) as progress:
@@ -291,8 +291,8 @@ def test_prefect_api_that_does_not_start_is_one_clear_line(tmp_path):
 
 # --------------------------------------------------------------------------- 9. private files, masked URLs
 def test_store_and_call_files_are_private(tmp_path):
-    from pipelines.scoring import score_and_report
-    from pipelines.store import Store, default_store_url
+    from pipelines.stages.scoring import score_and_report
+    from pipelines.results.store import Store, default_store_url
 
     out = tmp_path / "new" / "out"
     store = Store(default_store_url(out))
@@ -307,7 +307,7 @@ def test_store_and_call_files_are_private(tmp_path):
 
 
 def test_store_urls_are_printed_without_their_password():
-    from pipelines.store import display_url
+    from pipelines.results.store import display_url
 
     shown = display_url("postgresql+psycopg://qa:s3cr3t-pw@db.example:5432/callqa")
     assert "s3cr3t-pw" not in shown and shown == "postgresql+psycopg://qa:***@db.example:5432/callqa"
@@ -318,7 +318,7 @@ def test_store_urls_are_printed_without_their_password():
 _SCORE_ALL = """
 import hashlib, sys
 import qa_rules
-from pipelines.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures
 from store_fixtures import FIXTURES
 digest = hashlib.sha256()
 for path in sorted(FIXTURES.glob("*.conversation.json")):

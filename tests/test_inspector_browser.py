@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.coaching.period import parse_period
-from pipelines.records import Conversation, Measures
+from pipelines.results.period import parse_period
+from qa_rules.records import Conversation, Measures
 from pipelines.review.sampling import Plan, draw
-from pipelines.scoring import score_and_report
-from pipelines.store import CallSource
+from pipelines.stages.scoring import score_and_report
+from qa_rules.records import CallSource
 from store_fixtures import build_store
 from tests.review_support import CHROMIUM, CHROMIUM_ARGS, live_console, require_chromium
 
@@ -124,7 +124,7 @@ def test_inspector_day_in_chromium(day, tmp_path):
             browser.close()
     audio, rate = sf.read(io.BytesIO(clip.read_bytes()), always_2d=True)
     assert rate == 16000 and len(audio) > rate
-    from pipelines.redaction import pii_time_spans
+    from pipelines.results.redaction import pii_time_spans
 
     conversation = Conversation.read(built.out_dir / "D09.conversation.json")
     spans = pii_time_spans(conversation)

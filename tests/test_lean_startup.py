@@ -20,7 +20,7 @@ HEAVY = ("pyannote.audio", "lightning", "pytorch_lightning", "faster_whisper", "
 DRIVER = textwrap.dedent(
     """
     import json, sys
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
     try:
         app(sys.argv[1:], standalone_mode=False)
     finally:
@@ -82,7 +82,7 @@ def test_missing_diarization_weights_stop_the_batch_up_front_without_importing_p
         import sys
         from pathlib import Path
         from models.errors import ModelUnavailableError
-        from pipelines.flows import require_model_files
+        from pipelines.shell.flows import require_model_files
         from pipelines.settings import Settings
 
         settings = Settings.load()
@@ -99,7 +99,7 @@ def test_missing_diarization_weights_stop_the_batch_up_front_without_importing_p
         print("IMPORTED=" + ",".join(m for m in {heavy!r} if m in sys.modules))
         """
     )
-    from models.store import SEGMENTATION_DIR
+    from models.model_store import SEGMENTATION_DIR
 
     proc = subprocess.run([sys.executable, "-c", code.format(seg=SEGMENTATION_DIR, heavy=HEAVY), str(tmp_path / "store")],
                           env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from audio_fixtures import silence, tone
-from pipelines.audio import CallAudio
-from pipelines.measures import measure_call, measure_speakers
-from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance
+from pipelines.stages.audio import CallAudio
+from pipelines.stages.measures import measure_call, measure_speakers
+from qa_rules.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance
 
 
 def _stereo(customer_db: float, customer_noise_db: float) -> CallAudio:

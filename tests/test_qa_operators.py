@@ -297,7 +297,7 @@ def test_quiet_party_absolute_and_relative_to_the_agent():
 
 def test_quiet_party_voice_without_words():
     conv, meas = call([T("agent", 0, 5, "您好,请问有什么可以帮您")], duration=12)
-    from pipelines.records import SpeakerTurn
+    from qa_rules.records import SpeakerTurn
 
     conv = conv.model_copy(update={"turns": [*conv.turns, SpeakerTurn(speaker="C", start=6, end=9)]})
     assert [o.start for o in detect("quiet_party", (conv, meas), {"untranscribed_s": 2.0}, "customer")] == [6]
@@ -305,7 +305,7 @@ def test_quiet_party_voice_without_words():
 
 
 def test_noisy_party_needs_low_snr_over_a_loud_floor():
-    from pipelines.records import SpeakerMeasures
+    from qa_rules.records import SpeakerMeasures
 
     conv, meas = call([T("agent", 0, 5, "您好"), T("customer", 5.5, 9, "我想查一下宽带")])
     noisy = meas.model_copy(update={"speakers": [SpeakerMeasures(speaker="C", role="customer", voiced_s=3, level_dbfs=-28, noise_dbfs=-35, snr_db=7)]})

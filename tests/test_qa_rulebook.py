@@ -126,7 +126,7 @@ def test_missing_file_is_a_rulebook_error(tmp_path):
 
 
 def test_uncertain_roles_flag_the_call():
-    from pipelines.records import Speaker
+    from qa_rules.records import Speaker
     from qa_rules import load_rulebook, default_rulebook_path
     from qa_rules.engine import score
     from tests.fixtures_qa.build import T, call

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from fixtures_qa.build import T, call
-from pipelines.records import SpeakerMeasures
+from qa_rules.records import SpeakerMeasures
 from qa_rules import CATEGORIES, RulebookError, default_rulebook_path, load_rulebook, score
 from qa_rules.context import CallContext
 from qa_rules.engine import run_rule

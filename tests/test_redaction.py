@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bench.pii_corpus import evaluate, generate
-from pipelines.redaction import find_pii, pii_word_indices, redact_text
+from pipelines.results.redaction import find_pii, pii_word_indices, redact_text
 
 
 def test_generated_mentions_recall_and_precision():

@@ -11,10 +11,11 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.coaching.samples import export_samples
-from pipelines.redaction import find_pii
-from pipelines.scoring import score_and_report
-from pipelines.stages import transcribe_and_measure
-from pipelines.store import CallSource, Store, default_store_url
+from pipelines.results.redaction import find_pii
+from pipelines.stages.scoring import score_and_report
+from pipelines.stages.analysis import transcribe_and_measure
+from pipelines.results.store import Store, default_store_url
+from qa_rules.records import CallSource
 from store_fixtures import build_store
 from tests.review_support import copy_store
 
@@ -23,7 +24,7 @@ NUMBER = "13912345678"
 
 def _store_with_a_number(tmp_path, redact: bool = False):
     """A copy of the fixture store where zh_good_stereo's customer also gives a phone number."""
-    from pipelines.records import Conversation, Measures
+    from qa_rules.records import Conversation, Measures
 
     built = build_store(tmp_path / "built")
     store = copy_store(built, tmp_path).store
@@ -101,7 +102,7 @@ def test_console_can_show_transcripts_redacted(tmp_path):
 
 
 def test_store_can_keep_only_redacted_text(tmp_path):
-    from pipelines.search import search
+    from pipelines.results.search import search
 
     store = _store_with_a_number(tmp_path, redact=True)
     stored = store.engine.connect().exec_driver_sql(

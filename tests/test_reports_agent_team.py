@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.coaching.period import parse_period
+from pipelines.results.period import parse_period
 from pipelines.coaching.reports import ReportError, build_report, write_report
 from store_fixtures import build_store
 
@@ -125,7 +125,7 @@ def test_monthly_report_with_trend_charts(built, tmp_path):
 
 
 def test_report_command(built, tmp_path):
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     result = CliRunner().invoke(app, ["report", "--store-dir", str(built.out_dir), "--by", "team", "--period", "2024-05",
                                       "--monthly", "--out", str(tmp_path)])

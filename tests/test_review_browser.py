@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipelines.store import ReviewRow
+from pipelines.results.store import ReviewRow
 from store_fixtures import build_store
 from tests.review_support import CHROMIUM, CHROMIUM_ARGS, live_console, require_chromium
 

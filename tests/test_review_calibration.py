@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from pipelines.review import calibration, commands
 from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
-from pipelines.store import ReviewRow
+from pipelines.results.store import ReviewRow
 from store_fixtures import build_store
 from tests.review_support import copy_store, post_review
 
@@ -186,7 +186,7 @@ def test_serve_prints_the_tokened_address_and_binds_localhost(pristine, monkeypa
 
 
 def test_main_cli_has_the_review_commands():
-    from pipelines.cli import app
+    from pipelines.shell.cli import app
 
     names = {c.name for c in app.registered_commands}
     assert {"serve", "calibrate"} <= names

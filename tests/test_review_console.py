@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from pipelines.review import queries
 from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
-from pipelines.store import CallRow, ReviewRow, RuleResultRow
+from pipelines.results.store import CallRow, ReviewRow, RuleResultRow
 from store_fixtures import build_store
 from tests.review_support import signed_in_client, copy_store, post_review
 

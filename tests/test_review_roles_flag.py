@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from pipelines.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures
 from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
-from pipelines.scoring import score_and_report
-from pipelines.store import CallSource, Store, default_store_url
+from pipelines.stages.scoring import score_and_report
+from pipelines.results.store import Store, default_store_url
+from qa_rules.records import CallSource
 from store_fixtures import FIXTURES, SAMPLE_CALLS
 
 

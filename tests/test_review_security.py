@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.review.app import create_app
 from pipelines.review.auth import TOKEN_COOKIE
-from pipelines.store import CallSource
+from qa_rules.records import CallSource
 from store_fixtures import SAMPLE_CALLS, build_store
 from tests.review_support import signed_in_client, copy_store, csrf_token, post_review
 
@@ -66,7 +66,7 @@ def test_audio_only_for_scored_calls_inside_their_recording_folder(fresh, tmp_pa
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
-    from pipelines.store import CallRow
+    from pipelines.results.store import CallRow
 
     with Session(store.engine) as session, session.begin():
         session.execute(update(CallRow).values(status="done").where(CallRow.call_id.in_(["leak", "fine", "inside", "away"])))
@@ -158,7 +158,7 @@ def test_token_is_not_written_to_the_access_log(built, tmp_path):
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--store-dir", str(built.out_dir), "--port", str(port),
+        [sys.executable, "-m", "pipelines.shell.cli", "serve", "--store-dir", str(built.out_dir), "--port", str(port),
          "--token", TOKEN], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import qa_rules
-from pipelines.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures
 from pipelines.review import calibration, queries
-from pipelines.scoring import score_and_report
-from pipelines.store import ReviewRow
+from pipelines.stages.scoring import score_and_report
+from pipelines.results.store import ReviewRow
 from store_fixtures import build_store
 
 

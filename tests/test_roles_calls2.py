@@ -10,7 +10,7 @@ import json
 import pytest
 
 from bench.role_eval import content_roles, diarization_der, pooled, pooled_der, score_roles
-from pipelines.records import Conversation
+from qa_rules.records import Conversation
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.coaching.period import parse_period
+from pipelines.shell.cli import app
+from pipelines.results.period import parse_period
 from pipelines.review import calibration, queries
 from pipelines.review.sampling import PlanError, assignments, draw, load_plan
 from store_fixtures import build_store

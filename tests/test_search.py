@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.search import query_terms, search, tokens
+from pipelines.shell.cli import app
+from pipelines.results.search import query_terms, search, tokens
 from store_fixtures import build_store
 from tests.review_support import copy_store
 
@@ -51,8 +51,8 @@ def test_rule_verdict_filter(built):
 
 def _resave_with(built, tmp_path, call_id: str, extra: str):
     """A copy of the store where ``call_id``'s customer also said ``extra``."""
-    from pipelines.records import Conversation, Measures
-    from pipelines.scoring import score_and_report
+    from qa_rules.records import Conversation, Measures
+    from pipelines.stages.scoring import score_and_report
 
     store = copy_store(built, tmp_path).store
     conversation = Conversation.read(built.out_dir / f"{call_id}.conversation.json")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.records import Conversation, Measures
-from pipelines.scoring import score_and_report
-from pipelines.search import search
-from pipelines.store import CallSource, Store
+from qa_rules.records import Conversation, Measures
+from pipelines.stages.scoring import score_and_report
+from pipelines.results.search import search
+from pipelines.results.store import Store
+from qa_rules.records import CallSource
 from store_fixtures import FIXTURES, SAMPLE_CALLS, build_store
 from tests.pg_server import postgres_server
 

@@ -8,7 +8,7 @@ import pytest
 
 from models.device import choose_device
 from models.errors import ModelUnavailableError
-from models.store import WHISPER_BASE_BYTES, ModelStore
+from models.model_store import WHISPER_BASE_BYTES, ModelStore
 from pipelines.settings import Settings
 
 
@@ -87,7 +87,8 @@ def test_cpu_device_choice():
 def test_a_store_from_an_earlier_version_gains_new_columns(tmp_path):
     import sqlite3
 
-    from pipelines.store import CallSource, Store
+    from pipelines.results.store import Store
+    from qa_rules.records import CallSource
 
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as connection:  # the calls table as an earlier version wrote it

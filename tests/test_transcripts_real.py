@@ -9,8 +9,8 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from pipelines.audio import decode_audio
-from pipelines.conversation import build_conversation
+from pipelines.stages.audio import decode_audio
+from pipelines.stages.conversation import build_conversation
 
 
 def _transcript(conversation) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from pipelines.audio import SAMPLE_RATE, decode_audio
+from pipelines.stages.audio import SAMPLE_RATE, decode_audio
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def cut_clip(source: str | Path, out_path: Path, evidence_start: float | None, e
     """Decode ``source`` and write the clip around the evidence to ``out_path`` (WAV, 16 kHz), with
     the ``beep`` spans (seconds of the recording: where personal numbers are spoken) beeped out.
 
-    Raises :class:`pipelines.errors.BadAudioError` when the recording is gone or unreadable."""
+    Raises :class:`qa_rules.records.BadAudioError` when the recording is gone or unreadable."""
     audio = decode_audio(source)
     window = clip_window(evidence_start, evidence_end, audio.duration_s, context_s)
     first, last = int(round(window.start * SAMPLE_RATE)), int(round(window.end * SAMPLE_RATE))

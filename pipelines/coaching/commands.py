@@ -1,4 +1,4 @@
-"""`callqa` commands of the coaching package, registered on the main app by `pipelines.cli`:
+"""`callqa` commands of the coaching package, registered on the main app by `pipelines.shell.cli`:
 ``samples`` (the coaching library) and ``report`` (agent/team reports, the 月报)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _open(store: Optional[str], store_dir: Optional[Path]):
 
 
 def _period(text: Optional[str]):
-    from pipelines.coaching.period import PeriodError, parse_period
+    from pipelines.results.period import PeriodError, parse_period
 
     if not text:
         return None

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from pipelines.coaching.period import Period, call_month
-from pipelines.store import (  # noqa: F401  (STORE_URL_ENV, StoreNotFoundError: used by notebooks and commands)
+from pipelines.results.period import Period, call_month
+from pipelines.results.store import (  # noqa: F401  (STORE_URL_ENV, StoreNotFoundError: used by notebooks and commands)
     STORE_URL_ENV, CallRow, RuleResultRow, Store, StoreNotFoundError, open_existing_store, resolve_store_url,
 )
 
@@ -80,7 +80,7 @@ def _decode_evidence(text: str | None) -> list[dict]:
 
 def load_flags(store: Store, period: Period | None = None) -> pd.DataFrame:
     """Flags raised on finished calls (fatal failures, review requests) with the call's agent/team/date."""
-    from pipelines.store import FlagRow
+    from pipelines.results.store import FlagRow
 
     query = select(
         FlagRow.call_id, FlagRow.reason, FlagRow.rule_id, CallRow.agent_id, CallRow.team, CallRow.started_at, CallRow.percent,

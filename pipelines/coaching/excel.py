@@ -11,7 +11,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from pipelines.spreadsheet import safe_cell
+from pipelines.reports.spreadsheet import safe_cell
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pipelines.report_html import CJK_FONT_STACK, fmt_time
+from pipelines.reports.scorecard_html import CJK_FONT_STACK, fmt_time
 
 TEMPLATES = Path(__file__).parent / "templates"
 

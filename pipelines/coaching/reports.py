@@ -19,8 +19,8 @@ from pipelines.coaching import charts, metrics
 from pipelines.coaching.data import load_calls, load_rule_results
 from pipelines.coaching.excel import write_workbook
 from pipelines.coaching.html import render
-from pipelines.coaching.period import Period, parse_period
-from pipelines.store import Store
+from pipelines.results.period import Period, parse_period
+from pipelines.results.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import pandas as pd
 from pipelines.coaching.clips import CONTEXT_S, cut_clip
 from pipelines.coaching.data import load_calls, load_rule_results
 from pipelines.coaching.html import render
-from pipelines.coaching.period import Period
+from pipelines.results.period import Period
 from pipelines.coaching.selection import Selection, call_verdicts, focus_evidence, pick
-from pipelines.errors import CallError
-from pipelines.store import Store
+from qa_rules.records import CallError
+from pipelines.results.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ def _write_export(samples: list[Sample], out_dir: Path, selection: str, heading:
 
 def _redact_sample(sample: Sample) -> list[tuple[float, float]]:
     """Replace personal numbers in the sample's texts; return where they are spoken in the call."""
-    from pipelines.records import Conversation
-    from pipelines.redaction import pii_time_spans, redact_json_text
+    from qa_rules.records import Conversation
+    from pipelines.results.redaction import pii_time_spans, redact_json_text
 
     language = sample.language or "zh"
     sample.rules = redact_json_text(sample.rules, language)

@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Red
 from pipelines.review import calibration, queries
 from pipelines.review.auth import gate, remember
 from pipelines.review.web import render
-from pipelines.store import Store
+from pipelines.results.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +123,13 @@ def create_app(store: Store, token: str, redact: bool = False) -> FastAPI:
 
     @app.get("/search", response_class=HTMLResponse)
     def search_page(q: str = "", role: str = "", agent: str = "", period: str = "", by_sound: str = "") -> Response:
-        from pipelines.search import period_bounds, search
+        from pipelines.results.search import period_bounds, search
 
         hits = []
         if role not in ("", "agent", "customer"):
             return _error(400, "role must be agent or customer")
         if q.strip():
-            from pipelines.coaching.period import PeriodError
+            from pipelines.results.period import PeriodError
 
             try:
                 since, until = period_bounds(period.strip()) if period.strip() else (None, None)
@@ -140,7 +140,7 @@ def create_app(store: Store, token: str, redact: bool = False) -> FastAPI:
             if redact:
                 from dataclasses import replace
 
-                from pipelines.redaction import redact_text
+                from pipelines.results.redaction import redact_text
 
                 hits = [replace(h, text=redact_text(h.text)) for h in hits]
         agents, _ = queries.queue_choices(store)

@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipelines.spreadsheet import safe_row
-from pipelines.store import ReviewRow, Store
+from pipelines.reports.spreadsheet import safe_row
+from pipelines.results.store import ReviewRow, Store
 
 BINARY = ("pass", "fail")
 

@@ -1,4 +1,4 @@
-"""`callqa` commands of the review package, registered on the main app by `pipelines.cli`:
+"""`callqa` commands of the review package, registered on the main app by `pipelines.shell.cli`:
 ``serve`` (the review console) and ``calibrate`` (machine-vs-human agreement per rule)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def open_store(store: Optional[str], store_dir: Optional[Path]):
     """The results store named on the command line; exits with a fix-it message when there is none."""
-    from pipelines.store import StoreNotFoundError, open_existing_store
+    from pipelines.results.store import StoreNotFoundError, open_existing_store
 
     try:
         return open_existing_store(store, store_dir)
@@ -131,13 +131,13 @@ def search(
     limit: int = typer.Option(200, help="At most this many lines."),
 ) -> None:
     """Full-text search of the transcripts: call, time, speaker and the line, newest calls first."""
-    from pipelines.search import period_bounds, search as run_search
+    from pipelines.results.search import period_bounds, search as run_search
 
     if role not in (None, "agent", "customer"):
         _fail(f"--role must be agent or customer, not {role!r}")
     if verdict not in (None, "pass", "fail", "na"):
         _fail(f"--verdict must be pass, fail or na, not {verdict!r}")
-    from pipelines.coaching.period import PeriodError
+    from pipelines.results.period import PeriodError
 
     try:
         since, until = period_bounds(period) if period else (None, None)
@@ -163,7 +163,7 @@ def sample(
     store_dir: Optional[Path] = typer.Option(None, help="Or: the run's output folder holding callqa.db."),
 ) -> None:
     """抽样: draw this period's calls for human review (random per agent + fatal + flagged) into the store."""
-    from pipelines.coaching.period import PeriodError, parse_period
+    from pipelines.results.period import PeriodError, parse_period
     from pipelines.review.sampling import PlanError, draw, load_plan
 
     try:

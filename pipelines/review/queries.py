@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipelines.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow, result_key
+from pipelines.results.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow, result_key
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +356,8 @@ def redacted_clip(store: Store, call_id: str, audio: Path, rule: RuleView) -> by
     import tempfile
 
     from pipelines.coaching.clips import cut_clip
-    from pipelines.records import Conversation
-    from pipelines.redaction import pii_time_spans
+    from qa_rules.records import Conversation
+    from pipelines.results.redaction import pii_time_spans
 
     timed = [e for e in rule.evidence if e.start is not None]
     start, end = (timed[0].start, timed[0].end) if timed else (None, None)
@@ -380,7 +380,7 @@ def redacted_view(view: CallView) -> CallView:
     are detached copies: nothing is written back to the store)."""
     from dataclasses import replace
 
-    from pipelines.redaction import redact_text
+    from pipelines.results.redaction import redact_text
 
     language = view.call.language or "zh"
     for u in view.utterances:

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Float, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pipelines.coaching.period import Period
-from pipelines.store import Base, CallRow, FlagRow, ReviewRow, RuleResultRow, Store
+from pipelines.results.period import Period
+from pipelines.results.store import Base, CallRow, FlagRow, ReviewRow, RuleResultRow, Store
 
 REASONS = ("fatal", "flagged", "random")
 MAX_PLAN_BYTES = 64 * 1024

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from pipelines.report_html import CJK_FONT_STACK, ROLE_NAMES, fmt_time
+from pipelines.reports.scorecard_html import CJK_FONT_STACK, ROLE_NAMES, fmt_time
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import CallError
-from pipelines.records import Conversation, Measures
-from pipelines.report_html import render_scorecard_html
-from pipelines.summary import SummaryRow
+from qa_rules.records import CallError
+from qa_rules.records import Conversation, Measures
+from pipelines.reports.scorecard_html import render_scorecard_html
+from pipelines.reports.summary import SummaryRow
 
 
 def load_rulebook_for(language: str, rulebook_path: Path | None):

@@ -14,9 +14,9 @@ import warnings
 
 import numpy as np
 
-from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
-from pipelines.records import Conversation, Measures, Overlap, Silence, SpeakerMeasures, SpeakerTurn, UtteranceMeasures, Utterance
-from pipelines.text import CHINESE_LANGUAGES, count_cjk
+from pipelines.stages.audio import SAMPLE_RATE, CallAudio, rms_dbfs
+from qa_rules.records import Conversation, Measures, Overlap, Silence, SpeakerMeasures, SpeakerTurn, UtteranceMeasures, Utterance
+from pipelines.stages.text import CHINESE_LANGUAGES, count_cjk
 
 log = logging.getLogger(__name__)
 

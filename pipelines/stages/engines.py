@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from models.device import DeviceChoice, choose_device
 from models.diarization import Diarizer
-from models.store import ModelStore
+from models.model_store import ModelStore
 from models.transcription import Transcriber
 from pipelines.settings import Settings
 

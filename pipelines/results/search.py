@@ -199,8 +199,8 @@ def search(
 
 def period_bounds(period: str) -> tuple[str, str]:
     """``2024-06`` or ``2024-06-01..2024-06-07`` (the reports' period syntax) as since/until for
-    :func:`search`; raises :class:`pipelines.coaching.period.PeriodError` with what is accepted."""
-    from pipelines.coaching.period import parse_period
+    :func:`search`; raises :class:`pipelines.results.period.PeriodError` with what is accepted."""
+    from pipelines.results.period import parse_period
 
     chosen = parse_period(period)
     return chosen.first.isoformat(), chosen.last.isoformat()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pipelines.records import Conversation, call_file, write_text_privately
+from qa_rules.records import Conversation
+from qa_rules.files import call_file, write_text_privately
 
 ROLE_NAMES = {"agent": "坐席 agent", "receiver": "接转坐席 receiving agent", "customer": "客户 customer", "unknown": "?"}
 
@@ -25,7 +26,7 @@ CJK, WenQuanYi) all find a font with the Chinese rule titles before the generic 
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("pipelines", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(loader=PackageLoader("pipelines.reports", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.globals.update(fmt_time=fmt_time, cjk_font_stack=CJK_FONT_STACK)
     return env
 

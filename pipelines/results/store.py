@@ -24,6 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from qa_rules.records import CallSource
+
 STALE_CLAIM_S = 6 * 3600.0
 """A claim by another host older than this is taken over (a crashed GPU worker)."""
 
@@ -137,27 +139,6 @@ def result_key(verdict: str, evidence_json: str) -> str:
 TABLES = {"calls": CallRow, "utterances": UtteranceRow, "rule_results": RuleResultRow, "flags": FlagRow, "reviews": ReviewRow}
 
 
-@dataclass(frozen=True)
-class CallSource:
-    """One call to process and what the call center's systems know about it."""
-
-    call_id: str
-    path: Path
-    agent_id: str | None = None
-    team: str | None = None
-    started_at: str | None = None
-    direction: str | None = None
-    channel_map: str | None = None
-    """``left``/``right``: the agent's channel in a stereo recording."""
-    root: Path | None = None
-    """The recording folder this call was found in or named from (resolved): audio is only ever
-    served from inside it."""
-
-    def metadata(self) -> dict[str, str]:
-        keys = ("agent_id", "team", "started_at", "direction", "channel_map")
-        return {k: getattr(self, k) for k in keys if getattr(self, k)}
-
-
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -207,7 +188,7 @@ class Store:
                 Base.metadata.create_all(self.engine)
                 _add_missing_columns(self.engine)
                 if self.engine.dialect.name in ("sqlite", "postgresql"):
-                    from pipelines.search import ensure_index
+                    from pipelines.results.search import ensure_index
 
                     ensure_index(self.engine)
                 break
@@ -271,7 +252,7 @@ class Store:
         """Replace the call's utterances, rule results and flags and mark it done — one transaction.
         With ``redact`` the stored texts carry placeholders instead of personal numbers."""
         if redact:
-            from pipelines.redaction import redact_json_text, redact_text
+            from pipelines.results.redaction import redact_json_text, redact_text
 
             language = conversation.language or "zh"
             conversation = conversation.model_copy(update={"utterances": [
@@ -297,7 +278,7 @@ class Store:
             session.add_all(FlagRow(call_id=call_id, reason=f["reason"], rule_id=f.get("rule_id")) for f in card["flags"])
             session.flush()
             _mark_stale_reviews(session, call_id)
-            from pipelines.search import index_call
+            from pipelines.results.search import index_call
 
             index_call(session.connection(), call_id)
             hold_s = sum(s.duration for s in measures.silences if s.duration >= 10.0)
@@ -338,8 +319,8 @@ class Store:
         have phone, ID and card numbers and e-mail addresses replaced by placeholders."""
         import pandas as pd
 
-        from pipelines.records import make_private_dir
-        from pipelines.spreadsheet import safe_frame
+        from qa_rules.files import make_private_dir
+        from pipelines.reports.spreadsheet import safe_frame
 
         make_private_dir(out_dir)
         written = []
@@ -364,7 +345,7 @@ REDACTED_COLUMNS = {"utterances": ("text",), "rule_results": ("evidence",), "fla
 
 def _redacted(table: str, frame, connection):
     """The table's free-text columns with personal numbers replaced, in each call's language."""
-    from pipelines.redaction import redact_json_text, redact_text
+    from pipelines.results.redaction import redact_json_text, redact_text
 
     def evidence(value: str, language: str) -> str:  # quotes only: times and measured values stay
         items = json.loads(value or "[]")
@@ -444,7 +425,7 @@ def _claim_is_dead(row: CallRow) -> bool:
 def _create_private_sqlite(path: Path) -> None:
     """Create the SQLite file owner-only (0600) before SQLite does: it holds every transcript, and
     SQLite gives its -wal and -shm files the database file's permissions."""
-    from pipelines.records import PRIVATE_FILE, make_private_dir
+    from qa_rules.files import PRIVATE_FILE, make_private_dir
 
     make_private_dir(path.parent)
     if not path.exists():

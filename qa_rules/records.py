@@ -1,4 +1,7 @@
-"""Typed records that travel between the stages.
+"""The domain records: what travels between the stages and what the rules score.
+
+Both ``pipelines`` (which produces them) and the rest of ``qa_rules`` (which scores them) import
+this module; it imports neither, so the two packages never depend on each other.
 
 `Conversation` serialises to ``conversation.json``, a public contract: the field names below are
 the ones the issues name (``call_id``, ``source``, ``duration_s``, ``language``, ``channels``,
@@ -10,12 +13,13 @@ Times are seconds from the start of the recording, as floats, everywhere.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from qa_rules.files import call_file, write_json_atomically
 
 Role = Literal["agent", "customer", "unknown"]
 SpeakerKind = Literal["agent", "receiver", "customer", "unknown"]
@@ -27,80 +31,6 @@ CONVERSATION_SCHEMA_VERSION = 1
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
-"""Transcripts, measures and scorecards hold what customers said: readable by their owner only."""
-
-
-class OutsideOutputError(ValueError):
-    """A file name that would land outside the output folder (a call id like ``../../x``)."""
-
-
-def make_private_dir(folder: Path) -> Path:
-    """Create ``folder`` and any missing parents as 0700 (``mkdir(mode=)`` sets only the last one)."""
-    folder = Path(folder)
-    missing = []
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for item in reversed(missing):
-        try:
-            item.mkdir(mode=PRIVATE_DIR)
-        except FileExistsError:
-            pass
-    return folder
-
-
-def output_folder_problem(folder: Path | str) -> str | None:
-    """Why nothing can be written to ``folder`` (created if missing), or ``None`` when it can — so
-    a read-only or mistyped output folder is one line up front, not a traceback after an hour."""
-    folder = Path(folder)
-    try:
-        make_private_dir(folder)
-        if not folder.is_dir():
-            return f"{folder} is not a folder"
-        fd, probe = tempfile.mkstemp(prefix=".callqa-write-test-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return f"cannot write to the output folder {folder} ({exc.strerror or exc})"
-    return None
-
-
-def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
-    """``out_dir/<call_id><suffix>``, asserted to stay directly inside ``out_dir``: a call id is
-    validated where it enters (:mod:`pipelines.sources`), and this guards every writer as well."""
-    out = Path(out_dir)
-    path = out / f"{call_id}{suffix}"
-    base = out.resolve()
-    target = path.resolve()
-    if path.name != f"{call_id}{suffix}" or target.parent != base:
-        raise OutsideOutputError(
-            f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"
-        )
-    return path
-
-
-def write_text_privately(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700."""
-    make_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return path
-
-
-def write_json_atomically(path: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a killed worker never leaves half a JSON;
-    the file is private (0600) from its first byte."""
-    tmp = path.with_name(path.name + ".tmp")
-    write_text_privately(tmp, text)
-    tmp.replace(path)
-    return path
 
 
 def record_json(record: BaseModel) -> str:
@@ -304,3 +234,129 @@ class Measures(_Record):
     @classmethod
     def read(cls, path: Path) -> "Measures":
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- scorecard
+Verdict = Literal["pass", "fail", "na"]
+
+
+class EvidenceItem(BaseModel):
+    start: float
+    end: float
+    speaker: str | None = None
+    text: str | None = None
+    measured: float | str | None = None
+    expected: str | None = None
+
+
+class RuleResult(BaseModel):
+    id: str
+    title: dict[str, str]
+    category: str
+    verdict: Verdict
+    points: float
+    """Points earned (rule points × section weight; 0 on fail or N/A)."""
+    max_points: float
+    """Points at stake (0 when N/A: an N/A rule leaves the maximum)."""
+    fatal: bool = False
+    source: str | None = None
+    note: str | None = None
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+
+
+class SituationResult(BaseModel):
+    """A situation of the rulebook checked on the call: did it occur, and where (evidence)."""
+
+    id: str
+    title: dict[str, str]
+    occurred: bool
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+
+
+class RulebookRef(BaseModel):
+    id: str
+    version: str
+
+
+class Flag(BaseModel):
+    reason: str
+    rule_id: str | None = None
+
+
+class Scorecard(BaseModel):
+    call_id: str
+    rulebook: RulebookRef
+    score: float
+    max_score: float
+    percent: float
+    passed: bool
+    pass_mark: float = 80.0
+    fatal_failures: list[str] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+    rules: list[RuleResult] = Field(default_factory=list)
+    categories: dict[str, Verdict] = Field(default_factory=dict)
+    """Every category the engine knows: ``fail`` if any of its rules failed, ``pass`` if one
+    passed, else ``na`` (no rule applied: the situation did not occur, or the rulebook has none)."""
+    asr_confidence: float | None = None
+    scorable: bool = True
+    """``False`` when the call cannot be judged (no agent speech, or no point at stake): then
+    ``passed`` is ``False`` and ``not_scorable_reason`` says why — a call is never passed unheard."""
+    not_scorable_reason: str | None = None
+    situations: list[SituationResult] = Field(default_factory=list)
+    """Each situation of the rulebook and whether it occurred (silent caller, transfer…)."""
+    measures: dict[str, float | None] = Field(default_factory=dict)
+    """Call-level figures a supervisor reads beside the verdicts: response gap median/p90 (s),
+    longest dead air (s), agent talk ratio, agent and customer speech levels (dBFS)."""
+
+    def to_json(self) -> str:
+        return record_json(self)
+
+    def write(self, out_dir: Path | str) -> Path:
+        return write_json_atomically(call_file(out_dir, self.call_id, ".scorecard.json"), self.to_json())
+
+    @classmethod
+    def read(cls, path: Path | str) -> "Scorecard":
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- call source
+@dataclass(frozen=True)
+class CallSource:
+    """One call to process and what the call center's systems know about it."""
+
+    call_id: str
+    path: Path
+    agent_id: str | None = None
+    team: str | None = None
+    started_at: str | None = None
+    direction: str | None = None
+    channel_map: str | None = None
+    """``left``/``right``: the agent's channel in a stereo recording."""
+    root: Path | None = None
+    """The recording folder this call was found in or named from (resolved): audio is only ever
+    served from inside it."""
+
+    def metadata(self) -> dict[str, str]:
+        keys = ("agent_id", "team", "started_at", "direction", "channel_map")
+        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+
+
+# ----------------------------------------------------------------------------- errors
+class CallError(Exception):
+    """One call could not be processed; the batch goes on without it.
+
+    The message reads like ``call 0042.wav: not an audio file (ffmpeg: Invalid data found)``.
+    """
+
+    def __init__(self, call: str, stage: str, reason: str):
+        self.call = call
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"call {call}: {reason} [{stage}]")
+
+
+class BadAudioError(CallError):
+    """The input is not usable audio (corrupt, empty, silent, not audio, too long)."""
+
+    def __init__(self, call: str, reason: str):
+        super().__init__(call, "decode", reason)

@@ -12,9 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipelines.records import (
-    CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json, write_json_atomically,
-)
+from qa_rules.records import CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json
+from qa_rules.files import write_json_atomically
 
 ANALYSIS_VERSION = 2
 """Bump when the conversation or measures code changes its output for the same inputs."""

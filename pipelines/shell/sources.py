@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.store import CallSource
+    from qa_rules.records import CallSource
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac", ".wma", ".amr", ".webm", ".mp4"}
 
@@ -103,7 +103,7 @@ def read_source(source: str | Path) -> SourceCalls:
     A manifest without a path column, or that cannot be read, raises ``ValueError``; a bad row is
     refused on its own (see :class:`Rejected`).
     """
-    from pipelines.store import CallSource
+    from qa_rules.records import CallSource
 
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -119,7 +119,7 @@ def read_source(source: str | Path) -> SourceCalls:
 
 
 def _read_manifest(path: Path) -> SourceCalls:
-    from pipelines.store import CallSource
+    from qa_rules.records import CallSource
 
     calls: list[CallSource] = []
     rejected: list[Rejected] = []

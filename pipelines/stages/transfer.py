@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.roles import SpokenRun, transfer_run
+from pipelines.stages.roles import SpokenRun, transfer_run
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipelines.errors import BadAudioError
+from qa_rules.records import BadAudioError
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.records import write_text_privately
-from pipelines.report_html import _env
-from pipelines.spreadsheet import safe_row
+from qa_rules.files import write_text_privately
+from pipelines.reports.scorecard_html import _env
+from pipelines.reports.spreadsheet import safe_row
 
 FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error", "failed_categories", "situations"]
 

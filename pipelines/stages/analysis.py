@@ -1,6 +1,6 @@
 """The audio half of the per-call chain: decode once → conversation → measures, saved to files.
 
-The CLI (and flows) are thin shells over this and over :mod:`pipelines.scoring`, which reads only
+The CLI (and flows) are thin shells over this and over :mod:`pipelines.stages.scoring`, which reads only
 the saved conversation and measures.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.audio import decode_audio
-from pipelines.conversation import build_conversation, call_id_for
-from pipelines.engines import SpeechEngines
-from pipelines.measures import measure_call
-from pipelines.records import Conversation, Measures
+from pipelines.stages.audio import decode_audio
+from pipelines.stages.conversation import build_conversation, call_id_for
+from pipelines.stages.engines import SpeechEngines
+from pipelines.stages.measures import measure_call
+from qa_rules.records import Conversation, Measures
 
 log = logging.getLogger(__name__)
 

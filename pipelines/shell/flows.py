@@ -1,11 +1,11 @@
 """Prefect orchestration: ``qa_batch`` runs the nightly QA batch over a folder, a glob or a manifest.
 
-The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages`,
-:mod:`pipelines.scoring`); it adds what a night on GPU workers needs:
+The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages.analysis`,
+:mod:`pipelines.stages.scoring`); it adds what a night on GPU workers needs:
 
 - **claims** in the results store, so several workers sharing one store never process a call twice
   and a call left behind by a killed worker is taken over on the next run;
-- a **content-keyed cache** (:mod:`pipelines.cache`): a re-run skips finished calls, and a rulebook
+- a **content-keyed cache** (:mod:`pipelines.shell.cache`): a re-run skips finished calls, and a rulebook
   change re-scores every call without transcription;
 - **models loaded once per worker process** (:func:`worker_engines`), a per-worker limit on
   concurrent model calls (``gpu_slots``), and **retries** for transient failures (CUDA out of
@@ -30,12 +30,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from models.errors import ModelUnavailableError
-from pipelines.cache import AnalysisCache, analysis_key, audio_sha256
-from pipelines.errors import BadAudioError, CallError
-from pipelines.records import Conversation, Measures, OutsideOutputError, make_private_dir
+from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
+from qa_rules.records import BadAudioError, CallError
+from qa_rules.records import Conversation, Measures
+from qa_rules.files import OutsideOutputError, make_private_dir
 from pipelines.settings import Settings
-from pipelines.store import CallSource, Store, default_store_url, display_url, worker_identity
-from pipelines.summary import SummaryRow, write_summary
+from pipelines.results.store import Store, default_store_url, display_url, worker_identity
+from qa_rules.records import CallSource
+from pipelines.reports.summary import SummaryRow, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ _LOADED: list = []
 
 @lru_cache(maxsize=2)
 def _engines_for(settings_json: str):
-    from pipelines.engines import SpeechEngines
+    from pipelines.stages.engines import SpeechEngines
 
     engines = SpeechEngines.load(Settings.model_validate_json(settings_json))
     _LOADED.append(engines)
@@ -111,7 +113,7 @@ def require_model_files(settings: Settings) -> None:
     """Raise :class:`ModelUnavailableError` (with its fix) when a model the batch may need is not in
     the store.  Only files are checked: loading Whisper or importing pyannote.audio here would make
     every run pay seconds of start-up, even one with nothing to do (see README, "Lean start-up")."""
-    from models.store import ModelStore
+    from models.model_store import ModelStore
 
     store = ModelStore(settings.model_store)
     store.whisper(settings.asr_model)
@@ -170,8 +172,8 @@ _RETRY = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _is_tran
 @task(name="transcribe", **_RETRY)
 def transcribe_task(call: CallSource, settings: Settings, gpu_slots: int = 1):
     """Decode the call once and transcribe it (faster-whisper); returns the audio for the next steps."""
-    from pipelines.audio import decode_audio
-    from pipelines.conversation import transcribe_call
+    from pipelines.stages.audio import decode_audio
+    from pipelines.stages.conversation import transcribe_call
 
     if not os.access(call.path, os.R_OK):
         raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
@@ -186,7 +188,7 @@ def transcribe_task(call: CallSource, settings: Settings, gpu_slots: int = 1):
 @task(name="diarize", **_RETRY)
 def diarize_task(audio, transcript, settings: Settings, gpu_slots: int = 1):
     """Who is audible when: channel voice activity (stereo) or pyannote diarization (mono)."""
-    from pipelines.conversation import find_speakers
+    from pipelines.stages.conversation import find_speakers
 
     with _slots(gpu_slots):
         return find_speakers(audio, transcript, worker_engines(settings))
@@ -195,8 +197,8 @@ def diarize_task(audio, transcript, settings: Settings, gpu_slots: int = 1):
 @task(name="measure", cache_policy=NO_CACHE)
 def measure_task(audio, transcript, activity, call: CallSource, settings: Settings) -> tuple[Conversation, Measures]:
     """Attribute words, label roles, and measure loudness, pitch, rate, silences and overlaps."""
-    from pipelines.conversation import assemble_conversation
-    from pipelines.measures import measure_call
+    from pipelines.stages.conversation import assemble_conversation
+    from pipelines.stages.measures import measure_call
 
     conversation = assemble_conversation(
         audio, transcript, activity, worker_engines(settings).device.describe(),
@@ -207,7 +209,7 @@ def measure_task(audio, transcript, activity, call: CallSource, settings: Settin
 
 def analyse(call: CallSource, settings: Settings, cache: AnalysisCache, gpu_slots: int) -> CallAnalysis:
     """transcribe → diarize → measure as Prefect tasks, or the content-keyed cache when it has them."""
-    from models.store import ModelStore
+    from models.model_store import ModelStore
 
     if not call.path.is_file():
         raise BadAudioError(call.call_id, f"file not found: {call.path}")
@@ -230,7 +232,7 @@ def analyse(call: CallSource, settings: Settings, cache: AnalysisCache, gpu_slot
 @task(name="score call", cache_policy=NO_CACHE)
 def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> dict:
     """Write the call's conversation and measures beside its scorecard (JSON + HTML); return the card."""
-    from pipelines.scoring import score_and_report
+    from pipelines.stages.scoring import score_and_report
 
     out = Path(out_dir)
     conversation.write(out)
@@ -288,7 +290,7 @@ def qa_batch(
     ``out``), ``cache_dir`` (analysis cache; default ``out/.cache``), ``gpu_slots`` (concurrent
     model calls per worker), ``force`` (re-score calls already finished with the same inputs).
     """
-    from pipelines.sources import read_source
+    from pipelines.shell.sources import read_source
 
     settings = settings or Settings.load()
     os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them

@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from models.transcription import RecognisedSegment
-from pipelines.activity import voice_activity
-from pipelines.audio import SAMPLE_RATE, CallAudio, rms_dbfs
-from pipelines.engines import SpeechEngines, package_versions
-from pipelines.errors import CallError
-from pipelines.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
-from pipelines.roles import RoleDecision, SpokenRun, roles_from_channel_map, roles_from_content
-from pipelines.speakers import (
+from pipelines.stages.activity import voice_activity
+from pipelines.stages.audio import SAMPLE_RATE, CallAudio, rms_dbfs
+from pipelines.stages.engines import SpeechEngines, package_versions
+from qa_rules.records import CallError
+from qa_rules.records import Conversation, ModelsInfo, Speaker, SpeakerTurn, Utterance, Word
+from pipelines.stages.roles import RoleDecision, SpokenRun, roles_from_channel_map, roles_from_content
+from pipelines.stages.speakers import (
     AttributedWord, ChannelLayout, analyse_channels, assign_speakers, group_utterances, words_of,
 )
-from pipelines.text import join_words, normalise_word
-from pipelines.transfer import receiver_suffix, split_channel_after_transfer
+from pipelines.stages.text import join_words, normalise_word
+from pipelines.stages.transfer import receiver_suffix, split_channel_after_transfer
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def find_speakers(audio: CallAudio, transcript: Transcript, engines: SpeechEngin
 def _transfer_split(signal: np.ndarray, spans, runs: list[SpokenRun], speaker: str, engines: SpeechEngines):
     if not any(r.speaker == speaker for r in runs):
         return None
-    from pipelines.roles import transfer_time
+    from pipelines.stages.roles import transfer_time
 
     if transfer_time(runs, speaker) is None:  # no model load unless a transfer phrase was said
         return None

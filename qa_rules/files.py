@@ -1,0 +1,82 @@
+"""Writing records into an output folder safely: owner-only files, atomic JSON, and names that
+cannot leave the folder.  Used by the records' ``write`` methods and by every writer in
+``pipelines``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+"""Transcripts, measures and scorecards hold what customers said: readable by their owner only."""
+
+
+class OutsideOutputError(ValueError):
+    """A file name that would land outside the output folder (a call id like ``../../x``)."""
+
+
+def make_private_dir(folder: Path) -> Path:
+    """Create ``folder`` and any missing parents as 0700 (``mkdir(mode=)`` sets only the last one)."""
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for item in reversed(missing):
+        try:
+            item.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass
+    return folder
+
+
+def output_folder_problem(folder: Path | str) -> str | None:
+    """Why nothing can be written to ``folder`` (created if missing), or ``None`` when it can — so
+    a read-only or mistyped output folder is one line up front, not a traceback after an hour."""
+    folder = Path(folder)
+    try:
+        make_private_dir(folder)
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        fd, probe = tempfile.mkstemp(prefix=".callqa-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write to the output folder {folder} ({exc.strerror or exc})"
+    return None
+
+
+def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
+    """``out_dir/<call_id><suffix>``, asserted to stay directly inside ``out_dir``: a call id is
+    validated where it enters (:mod:`pipelines.sources`), and this guards every writer as well."""
+    out = Path(out_dir)
+    path = out / f"{call_id}{suffix}"
+    base = out.resolve()
+    target = path.resolve()
+    if path.name != f"{call_id}{suffix}" or target.parent != base:
+        raise OutsideOutputError(
+            f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"
+        )
+    return path
+
+
+def write_text_privately(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700."""
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def write_json_atomically(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a killed worker never leaves half a JSON;
+    the file is private (0600) from its first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_text_privately(tmp, text)
+    tmp.replace(path)
+    return path
