@@ -11,7 +11,7 @@ from statistics import median
 
 import numpy as np
 
-from qa_rules.records import Conversation, Measures
+from qa_rules.records import HOLD_MIN_WAIT_S, Conversation, Measures, hold_seconds, is_hold
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-def call_figures(conversation: Conversation, measures: Measures, max_gap_s: float = 10.0) -> dict[str, float | None]:
+def call_figures(conversation: Conversation, measures: Measures, max_gap_s: float = 10.0,
+                 hold_min_wait_s: float = HOLD_MIN_WAIT_S) -> dict[str, float | None]:
     """The scorecard's ``measures``: response gaps (waits over ``max_gap_s`` are holds, judged by
-    the hold rules, and left out), longest dead air, talk ratio, median speech levels per role."""
+    the hold rules, and left out), longest dead air, seconds on hold (silences longer than the
+    rulebook's hold threshold ``hold_min_wait_s``), talk ratio, median speech levels per role."""
     gaps = [g.seconds for g in response_gaps(conversation) if g.seconds <= max_gap_s]
     levels: dict[str, list[float]] = {"agent": [], "customer": []}
     for m in measures.utterances:
@@ -53,7 +55,8 @@ def call_figures(conversation: Conversation, measures: Measures, max_gap_s: floa
         "response_gap_p90_s": percentile(gaps, 90),
         "response_gaps": float(len(gaps)),
         "longest_dead_air_s": round(max(silences), 3) if silences else 0.0,
-        "dead_air_over_10s": float(sum(1 for s in silences if s > 10.0)),
+        "dead_air_over_10s": float(sum(1 for s in measures.silences if is_hold(s))),
+        "hold_s": hold_seconds(measures.silences, hold_min_wait_s),
         "agent_talk_ratio": measures.agent_talk_ratio,
         "agent_level_dbfs": round(median(levels["agent"]), 2) if levels["agent"] else None,
         "customer_level_dbfs": round(median(levels["customer"]), 2) if levels["customer"] else None,

@@ -14,7 +14,7 @@ from .context import CallContext, Outcome
 from .matching import clean
 from .operators import OPERATORS
 from .rulebook import CATEGORIES, Condition, Rule, Rulebook
-from .records import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult
+from .records import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult, category_verdict
 
 
 def _applies(ctx: CallContext, cond: Condition | None) -> str | None:
@@ -128,9 +128,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
     heard = [w for w in rulebook.complaint_words if clean(w) in customer_text]
     if heard:
         flags.append(Flag(reason=f"customer complaint words: {', '.join(heard)}"))
-    categories = {
-        c: ("fail" if "fail" in v else "pass" if "pass" in v else "na") for c in CATEGORIES for v in [by_category.get(c, [])]
-    }
+    categories = {c: category_verdict(by_category.get(c, [])) for c in CATEGORIES}
     situations = [
         SituationResult(
             id=s.id, title=s.title.model_dump(), occurred=bool(occ := ctx.situation(s.id)),
@@ -152,7 +150,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
         categories=categories,
         asr_confidence=round(confidence, 3) if confidence is not None else None,
         situations=situations,
-        measures=call_figures(conversation, measures),
+        measures=call_figures(conversation, measures, hold_min_wait_s=rulebook.hold_min_wait_s),
     )
     return _guard_against_false_pass(card, conversation)
 

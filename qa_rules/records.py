@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -197,6 +197,23 @@ class Silence(_Record):
     duration: float
 
 
+HOLD_MIN_WAIT_S = 10.0
+"""The seeds' hold: 「用户等待超过10秒,应说:“对不起,请稍等!”」 (003 › 修订版 › 三(一)4) — a wait of
+*more than* 10 s.  The rulebook's hold rules may set another ``min_wait_s``; this is their default."""
+
+
+def is_hold(silence: Silence, min_wait_s: float = HOLD_MIN_WAIT_S) -> bool:
+    """Whether a silence is a hold: strictly longer than ``min_wait_s``, as the seed words it
+    ("more than 10 s").  The hold rules, the scorecard's hold figure and the results store all
+    ask this one function, so a 10.0 s silence is never a hold in one place and not in another."""
+    return silence.duration > min_wait_s
+
+
+def hold_seconds(silences: Iterable[Silence], min_wait_s: float = HOLD_MIN_WAIT_S) -> float:
+    """Seconds of the call spent in holds (:func:`is_hold`), rounded to 10 ms."""
+    return round(sum(s.duration for s in silences if is_hold(s, min_wait_s)), 2)
+
+
 class Overlap(_Record):
     """Two speakers at once: ``second`` started while ``first`` was speaking."""
 
@@ -249,6 +266,14 @@ class EvidenceItem(BaseModel):
     expected: str | None = None
 
 
+def category_verdict(verdicts: Iterable[str]) -> Verdict:
+    """A category's verdict from its rules' verdicts: ``fail`` if any failed, ``pass`` if one
+    passed, else ``na`` (no rule applied).  The engine writes it into the scorecard and the store
+    keeps it; readers take the stored verdict instead of working it out again."""
+    seen = set(verdicts)
+    return "fail" if "fail" in seen else "pass" if "pass" in seen else "na"
+
+
 class RuleResult(BaseModel):
     id: str
     title: dict[str, str]
@@ -295,8 +320,8 @@ class Scorecard(BaseModel):
     flags: list[Flag] = Field(default_factory=list)
     rules: list[RuleResult] = Field(default_factory=list)
     categories: dict[str, Verdict] = Field(default_factory=dict)
-    """Every category the engine knows: ``fail`` if any of its rules failed, ``pass`` if one
-    passed, else ``na`` (no rule applied: the situation did not occur, or the rulebook has none)."""
+    """Every category the engine knows, by :func:`category_verdict` (``na``: no rule applied —
+    the situation did not occur, or the rulebook has none)."""
     asr_confidence: float | None = None
     scorable: bool = True
     """``False`` when the call cannot be judged (no agent speech, or no point at stake): then
@@ -306,7 +331,8 @@ class Scorecard(BaseModel):
     """Each situation of the rulebook and whether it occurred (silent caller, transfer…)."""
     measures: dict[str, float | None] = Field(default_factory=dict)
     """Call-level figures a supervisor reads beside the verdicts: response gap median/p90 (s),
-    longest dead air (s), agent talk ratio, agent and customer speech levels (dBFS)."""
+    longest dead air (s), time on hold (``hold_s``: silences the rulebook's hold rules count as
+    holds, :func:`hold_seconds`), agent talk ratio, agent and customer speech levels (dBFS)."""
 
     def to_json(self) -> str:
         return record_json(self)

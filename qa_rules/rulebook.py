@@ -166,6 +166,16 @@ class Rulebook(_Model):
     def rules(self) -> list[tuple[Section, Rule]]:
         return [(s, r) for s in self.sections for r in s.rules]
 
+    @property
+    def hold_min_wait_s(self) -> float:
+        """What this rulebook calls a hold: the shortest ``min_wait_s`` of its ``hold`` rules (a
+        wait any of them judges is a hold), the seeds' 10 s when it has none.  The scorecard's
+        ``hold_s`` — and so the store's and the reports' hold time — is counted with it."""
+        from .records import HOLD_MIN_WAIT_S
+
+        waits = [r.parsed_params.min_wait_s for _, r in self.rules if r.operator == "hold"]
+        return min(waits, default=HOLD_MIN_WAIT_S)
+
 
 # ----------------------------------------------------------------------------- YAML with lines
 class _Node(dict):

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..context import CallContext, Evidence, Outcome
+from ..records import is_hold
 from ..spec import MatchMode, PhraseSearch, Scope
 from .phrase import _needed
 from .registry import register
@@ -33,7 +34,7 @@ def _waits(ctx: CallContext, p: HoldParams) -> list[tuple[float, float, float]]:
     waits = []
     utts = ctx.conversation.utterances
     for s in ctx.measures.silences:
-        if s.duration <= p.min_wait_s:
+        if not is_hold(s, p.min_wait_s):
             continue
         if p.after_agent_only:
             before = [u for u in utts if u.end <= s.start + 0.5]
