@@ -29,7 +29,7 @@ def test_uncertain_roles_reach_the_review_queue(tmp_path):
     conversation.write(out)
     measures.write(out)
     card = score_and_report(conversation, measures, out)
-    assert any(f["reason"].startswith("roles uncertain") for f in card["flags"])
+    assert any(f.reason.startswith("roles uncertain") for f in card.flags)
     store.save(conversation.call_id, "t", "t", "t", conversation, measures, card,
                conversation_path=out / f"{conversation.call_id}.conversation.json",
                scorecard_path=out / f"{conversation.call_id}.scorecard.json")

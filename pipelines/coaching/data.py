@@ -6,7 +6,6 @@ would make an agent's mean score depend on the audio pipeline's troubles rather 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from sqlalchemy import select
 
 from pipelines.results.period import Period, call_month
 from pipelines.results.store import (  # noqa: F401  (STORE_URL_ENV, StoreNotFoundError: used by notebooks and commands)
-    STORE_URL_ENV, CallRow, RuleResultRow, Store, StoreNotFoundError, open_existing_store, resolve_store_url,
+    STORE_URL_ENV, CallRow, CategoryResultRow, RuleResultRow, Store, StoreNotFoundError, decode_evidence,
+    open_existing_store, resolve_store_url, rule_title,
 )
 
 log = logging.getLogger(__name__)
@@ -52,30 +52,36 @@ def load_calls(store: Store, period: Period | None = None, agent: str | None = N
 
 
 def load_rule_results(store: Store, call_ids: list[str] | None = None) -> pd.DataFrame:
-    """Rule results (evidence decoded to lists) of ``call_ids`` (all finished calls when ``None``)."""
+    """Rule results of ``call_ids`` (all finished calls when ``None``) with the rule's ``title``;
+    evidence decoded (by the store's one reader) to lists of dicts, for pandas and JSON excerpts."""
     query = select(
         RuleResultRow.call_id, RuleResultRow.rule_id, RuleResultRow.category, RuleResultRow.verdict,
         RuleResultRow.points, RuleResultRow.max_points, RuleResultRow.fatal, RuleResultRow.evidence,
+        RuleResultRow.title_zh, RuleResultRow.title_en,
     ).join(CallRow, CallRow.call_id == RuleResultRow.call_id).where(CallRow.status == "done")
+    frame = _read(store, query.order_by(RuleResultRow.call_id, RuleResultRow.id), call_ids)
+    frame["evidence"] = [[e.model_dump(mode="json") for e in decode_evidence(text, f"call {call}")]
+                         for text, call in zip(frame["evidence"], frame["call_id"])]
+    frame["title"] = [rule_title(zh, en) for zh, en in zip(frame.pop("title_zh"), frame.pop("title_en"))]
+    frame["fatal"] = frame["fatal"].astype(bool)
+    return frame
+
+
+def load_category_results(store: Store, call_ids: list[str] | None = None) -> pd.DataFrame:
+    """Category verdicts (``call_id``, ``category``, ``verdict``) of ``call_ids`` (all finished calls
+    when ``None``), as the scorecards gave them: the reports count these, never their own rule."""
+    query = select(CategoryResultRow.call_id, CategoryResultRow.category, CategoryResultRow.verdict).join(
+        CallRow, CallRow.call_id == CategoryResultRow.call_id
+    ).where(CallRow.status == "done")
+    return _read(store, query.order_by(CategoryResultRow.call_id, CategoryResultRow.id), call_ids)
+
+
+def _read(store: Store, query, call_ids: list[str] | None) -> pd.DataFrame:
     with store.engine.connect() as connection:
-        frame = pd.read_sql(query.order_by(RuleResultRow.call_id, RuleResultRow.id), connection)
+        frame = pd.read_sql(query, connection)
     if call_ids is not None:
         frame = frame[frame["call_id"].isin(set(call_ids))]
-    frame = frame.copy()
-    frame["evidence"] = frame["evidence"].map(_decode_evidence)
-    frame["fatal"] = frame["fatal"].astype(bool)
-    return frame.reset_index(drop=True)
-
-
-def _decode_evidence(text: str | None) -> list[dict]:
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        log.warning("unreadable evidence in the store (kept as no evidence): %.80s", text)
-        return []
-    return value if isinstance(value, list) else []
+    return frame.reset_index(drop=True).copy()
 
 
 def load_flags(store: Store, period: Period | None = None) -> pd.DataFrame:

@@ -52,20 +52,10 @@ def rule_rates(calls: pd.DataFrame, results: pd.DataFrame, by: str) -> pd.DataFr
     return _rates(frame, ["group", "rule_id", "category"])
 
 
-def category_verdicts(results: pd.DataFrame) -> pd.DataFrame:
-    """Per call and category: ``fail`` when any of its rules failed, ``pass`` when one passed and
-    none failed, ``na`` otherwise (the same rule the coaching library uses)."""
-    flags = results.assign(f=results["verdict"] == "fail", p=results["verdict"] == "pass")
-    grouped = flags.groupby(["call_id", "category"]).agg(fails=("f", "sum"), passes=("p", "sum")).reset_index()
-    grouped["verdict"] = "na"
-    grouped.loc[grouped["passes"] > 0, "verdict"] = "pass"
-    grouped.loc[grouped["fails"] > 0, "verdict"] = "fail"
-    return grouped[["call_id", "category", "verdict"]]
-
-
-def category_rates(calls: pd.DataFrame, results: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per group and category: applicable calls, passed, failed, pass rate."""
-    frame = category_verdicts(results).merge(calls.assign(group=group_key(calls, by))[["call_id", "group"]], on="call_id")
+def category_rates(calls: pd.DataFrame, categories: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group and category: applicable calls, passed, failed, pass rate — from the stored
+    category verdicts (:func:`pipelines.coaching.data.load_category_results`)."""
+    frame = categories.merge(calls.assign(group=group_key(calls, by))[["call_id", "group"]], on="call_id")
     return _rates(frame, ["group", "category"])
 
 
@@ -90,8 +80,8 @@ def trend(calls: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def category_trend(calls: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Per month and category: pass rate over all calls in scope."""
+def category_trend(calls: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFrame:
+    """Per month and category: pass rate over all calls in scope (stored category verdicts)."""
     dated = calls[calls["month"].notna()]
-    frame = category_verdicts(results).merge(dated[["call_id", "month"]], on="call_id")
+    frame = categories.merge(dated[["call_id", "month"]], on="call_id")
     return _rates(frame.rename(columns={"month": "group"}), ["group", "category"]).rename(columns={"group": "month"})

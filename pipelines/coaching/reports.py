@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.coaching import charts, metrics
-from pipelines.coaching.data import load_calls, load_rule_results
+from pipelines.coaching.data import load_calls, load_category_results, load_rule_results
 from pipelines.coaching.excel import write_workbook
 from pipelines.coaching.html import render
 from pipelines.results.period import Period, parse_period
@@ -80,18 +80,18 @@ def build_report(store: Store, by: str = "agent", period: Period | None = None, 
         raise ReportError(f"no finished calls in period {period.label} — months with calls: "
                           f"{', '.join(sorted(all_calls['month'].dropna().unique())) or 'none'}")
     results = load_rule_results(store, list(calls["call_id"]))
+    categories = load_category_results(store, list(calls["call_id"]))
     report = Report(
         by=by, period=period, summary=metrics.summary(calls, by), rules=metrics.rule_rates(calls, results, by),
-        categories=metrics.category_rates(calls, results, by), by_agent=metrics.summary(calls, "agent"),
+        categories=metrics.category_rates(calls, categories, by), by_agent=metrics.summary(calls, "agent"),
         by_team=metrics.summary(calls, "team"), by_month=metrics.summary(calls, "month"),
         overall=_overall(calls),
     )
     if monthly:
         months = _months_back(period.last, trend_months)
         window = all_calls[all_calls["month"].isin(months)]
-        window_results = load_rule_results(store, list(window["call_id"]))
         report.trend = metrics.trend(window, by)
-        report.category_trend = metrics.category_trend(window, window_results)
+        report.category_trend = metrics.category_trend(window, load_category_results(store, list(window["call_id"])))
         report.trend_months = [m for m in months if m in set(window["month"])]
     return report
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.coaching.clips import CONTEXT_S, cut_clip
-from pipelines.coaching.data import load_calls, load_rule_results
+from pipelines.coaching.data import load_calls, load_category_results, load_rule_results
 from pipelines.coaching.html import render
 from pipelines.results.period import Period
 from pipelines.coaching.selection import Selection, call_verdicts, focus_evidence, pick
@@ -101,13 +101,14 @@ def find_samples(store: Store, rule: str | None = None, category: str | None = N
     results = load_rule_results(store, list(calls["call_id"]))
     if rule:
         selection.check_known(load_rule_results(store) if results.empty else results)
-    return _choose(calls, results, selection, best, worst)
+    return _choose(calls, results, load_category_results(store, list(calls["call_id"])), selection, best, worst)
 
 
-def _choose(calls: pd.DataFrame, results: pd.DataFrame, selection: Selection, best: int, worst: int) -> list[Sample]:
+def _choose(calls: pd.DataFrame, results: pd.DataFrame, categories: pd.DataFrame, selection: Selection, best: int,
+            worst: int) -> list[Sample]:
     if calls.empty:
         return []
-    verdicts = call_verdicts(calls, results, selection)
+    verdicts = call_verdicts(calls, results, selection, categories)
     chosen_best, chosen_worst = pick(verdicts, best, worst)
     relevant = selection.relevant(results)
     samples = []
@@ -149,12 +150,14 @@ def export_monthly(store: Store, out_dir: Path, best: int = 3, worst: int = 3, p
     selection = Selection(rule=rule, category=category)
     calls = load_calls(store, period=period, agent=agent)
     results = load_rule_results(store, list(calls["call_id"]))
+    categories = load_category_results(store, list(calls["call_id"]))
     if rule and not calls.empty:
         selection.check_known(results)
     exports = []
     calls = calls[calls["month"].notna()]
     for (month, agent_id), group in calls.groupby([calls["month"], calls["agent_id"].fillna(NO_AGENT)], sort=True):
-        samples = _choose(group.reset_index(drop=True), results[results["call_id"].isin(group["call_id"])], selection, best, worst)
+        samples = _choose(group.reset_index(drop=True), results[results["call_id"].isin(group["call_id"])], categories,
+                          selection, best, worst)
         folder = out_dir / month / _safe(agent_id)
         heading = f"{month} · 坐席 agent {agent_id} · {selection.label}"
         exports.append(_write_export(samples, folder, selection.label, heading, context_s, redact))
@@ -216,7 +219,7 @@ def _sample_json(sample: Sample) -> dict:
 
 def _rule_excerpt(row: dict) -> dict:
     return {
-        "rule_id": row["rule_id"], "category": row["category"], "verdict": row["verdict"], "points": row["points"],
+        "rule_id": row["rule_id"], "title": row["title"], "category": row["category"], "verdict": row["verdict"], "points": row["points"],
         "max_points": row["max_points"], "fatal": bool(row["fatal"]), "evidence": row["evidence"],
     }
 

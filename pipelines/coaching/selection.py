@@ -48,6 +48,13 @@ class Selection:
             return rule_results[rule_results["category"] == self.category]
         return rule_results
 
+    def judged(self, rule_results: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFrame:
+        """``call_id`` and ``verdict`` of the selected rule, or of the selected category (the stored
+        category verdict: one definition, in :func:`qa_rules.records.category_verdict`)."""
+        if self.category:
+            return categories.loc[categories["category"] == self.category, ["call_id", "verdict"]]
+        return rule_results.loc[rule_results["rule_id"] == self.rule, ["call_id", "verdict"]]
+
     def check_known(self, rule_results: pd.DataFrame) -> None:
         """Fail early, listing the rules in the store, when the rule id is mistyped."""
         if self.rule and not (rule_results["rule_id"] == self.rule).any():
@@ -55,26 +62,27 @@ class Selection:
             raise SelectionError(f"rule {self.rule!r} has no results in the store — rules with results: {', '.join(known) or 'none'}")
 
 
-def call_verdicts(calls: pd.DataFrame, rule_results: pd.DataFrame, selection: Selection) -> pd.DataFrame:
+def call_verdicts(calls: pd.DataFrame, rule_results: pd.DataFrame, selection: Selection,
+                  categories: pd.DataFrame) -> pd.DataFrame:
     """One row per call with ``best_ok`` (may be a best example) and ``worst_ok`` (may be a worst one).
 
-    For a rule: its verdict (``na`` calls are neither).  For a category: failed when any of its rules
-    failed, passed when at least one passed and none failed.  For the whole call: best candidates
-    passed QA; worst candidates failed QA or failed at least one rule (something to coach)."""
-    relevant = selection.relevant(rule_results)
-    counts = relevant.groupby("call_id")["verdict"].agg(
-        fails=lambda v: int((v == "fail").sum()), passes=lambda v: int((v == "pass").sum())
-    )
-    frame = calls.set_index("call_id").join(counts, how="left").fillna({"fails": 0, "passes": 0})
+    For a rule: its verdict; for a category: the category's verdict as the store holds it (``na``
+    calls are neither).  For the whole call: best candidates passed QA; worst candidates failed QA
+    or failed at least one rule (something to coach)."""
+    frame = calls.set_index("call_id")
     if selection.rule or selection.category:
-        frame["worst_ok"] = frame["fails"] > 0
-        frame["best_ok"] = (frame["fails"] == 0) & (frame["passes"] > 0)
+        judged = selection.judged(rule_results, categories).drop_duplicates("call_id").set_index("call_id")["verdict"]
+        verdict = frame.index.to_series().map(judged)
+        frame["worst_ok"] = (verdict == "fail").to_numpy()
+        frame["best_ok"] = (verdict == "pass").to_numpy()
+        frame["severity"] = 0
     else:
+        fails = rule_results[rule_results["verdict"] == "fail"].groupby("call_id").size()
         passed = frame["passed"].fillna(False).astype(bool)
         frame["best_ok"] = passed
-        frame["worst_ok"] = ~passed | (frame["fails"] > 0)
-    # Failing QA outright (a fatal rule) outranks a low score among "worst" calls of the whole call.
-    frame["severity"] = 0 if (selection.rule or selection.category) else frame["passed"].fillna(False).astype(bool).astype(int)
+        frame["worst_ok"] = ~passed | (frame.index.to_series().map(fails).fillna(0) > 0).to_numpy()
+        # Failing QA outright (a fatal rule) outranks a low score among "worst" calls of the whole call.
+        frame["severity"] = passed.astype(int)
     frame["verdict"] = frame["worst_ok"].map({True: "fail", False: "pass"})
     frame.loc[~frame["best_ok"] & ~frame["worst_ok"], "verdict"] = "na"
     return frame.reset_index()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from qa_rules.records import Conversation
+from qa_rules.records import Conversation, Scorecard
 from qa_rules.files import call_file, write_text_privately
 
 ROLE_NAMES = {"agent": "坐席 agent", "receiver": "接转坐席 receiving agent", "customer": "客户 customer", "unknown": "?"}
@@ -38,8 +38,9 @@ def fmt_time(seconds: float | None) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
-def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path) -> Path:
-    """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it."""
+def render_scorecard_html(card: Scorecard, conversation: Conversation, out_dir: Path) -> Path:
+    """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it.  The
+    template reads the card in its JSON form, the fields of the file beside it."""
     path = call_file(out_dir, conversation.call_id, ".scorecard.html")
     source = Path(conversation.source)
     audio_src = os.path.relpath(source.resolve(), out_dir.resolve()) if source.exists() else source.as_posix()
@@ -52,14 +53,10 @@ def render_scorecard_html(card: dict, conversation: Conversation, out_dir: Path)
             }
         )
     marks = [
-        {"t": e["start"], "title": f"{r['id']}: {r['verdict']}"}
-        for r in card.get("rules", [])
-        if r.get("verdict") == "fail"
-        for e in r.get("evidence", [])
-        if e.get("start") is not None
+        {"t": e.start, "title": f"{r.id}: {r.verdict}"} for r in card.rules if r.verdict == "fail" for e in r.evidence
     ]
     html = _env().get_template("scorecard.html.j2").render(
-        card=card, conversation=conversation, lanes=lanes, marks=marks, audio_src=audio_src,
+        card=card.model_dump(mode="json"), conversation=conversation, lanes=lanes, marks=marks, audio_src=audio_src,
         duration=max(conversation.duration_s, 1.0), role_names=ROLE_NAMES,
         speaker_roles={s.id: s.speaker_kind for s in conversation.speakers},
     )

@@ -8,10 +8,15 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa_rules.files import write_text_privately
+from qa_rules.records import Scorecard
 from pipelines.reports.scorecard_html import _env
 from pipelines.reports.spreadsheet import safe_row
+
+if TYPE_CHECKING:
+    from pipelines.results.store import Store
 
 FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error", "failed_categories", "situations"]
 
@@ -33,18 +38,67 @@ class SummaryRow:
     """Situations the rulebook found on the call (silent_caller, transfer…)."""
 
     @classmethod
-    def from_scorecard(cls, card: dict) -> "SummaryRow":
+    def from_scorecard(cls, card: Scorecard) -> "SummaryRow":
+        """The row of a call scored just now (``callqa run``, ``callqa score``)."""
+        return cls._scored(
+            card.call_id, card.score, card.max_score, card.percent, card.passed, card.fatal_failures,
+            [f.reason for f in card.flags], [c for c, v in card.categories.items() if v == "fail"],
+            [s.id for s in card.situations if s.occurred],
+        )
+
+    @classmethod
+    def _scored(cls, call_id: str, score: float | None, max_score: float | None, percent: float | None,
+                passed: bool | None, fatal: list[str], flags: list[str], failed_categories: list[str],
+                situations: list[str]) -> "SummaryRow":
+        """One place that turns a scored call's figures into the row's text columns."""
         return cls(
-            call_id=card["call_id"], status="ok", score=card["score"], max_score=card["max_score"],
-            percent=round(card["percent"], 1), passed=card["passed"], fatal=";".join(card.get("fatal_failures", [])),
-            flags="; ".join(f["reason"] for f in card.get("flags", [])),
-            failed_categories=";".join(c for c, v in card.get("categories", {}).items() if v == "fail"),
-            situations=";".join(x["id"] for x in card.get("situations", []) if x.get("occurred")),
+            call_id=call_id, status="ok", score=score, max_score=max_score,
+            percent=round(percent, 1) if percent is not None else None, passed=passed, fatal=";".join(fatal),
+            flags="; ".join(flags), failed_categories=";".join(failed_categories), situations=";".join(situations),
         )
 
     @classmethod
     def failure(cls, call_id: str, error: str) -> "SummaryRow":
         return cls(call_id=call_id, status="failed", error=error)
+
+
+def rows_from_store(store: "Store", call_ids: set[str]) -> list[SummaryRow]:
+    """Summary rows of finished and failed calls read from the results store (calls finished by an
+    earlier run or another worker): the same columns as :meth:`SummaryRow.from_scorecard`, from the
+    stored rule results, category verdicts, situations and flags.  (The store is imported here, not
+    at the top: `callqa score` builds rows from scorecards and never opens a store.)"""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from pipelines.results.store import CallRow, CategoryResultRow, FlagRow, RuleResultRow, SituationResultRow
+
+    with Session(store.engine) as session:
+        calls = list(session.scalars(
+            select(CallRow).where(CallRow.call_id.in_(call_ids), CallRow.status.in_(("done", "failed"))).order_by(CallRow.call_id)
+        ))
+        done = [c.call_id for c in calls if c.status == "done"]
+
+        def by_call(call_column, value_column, order_column, *conditions) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            query = select(call_column, value_column).where(call_column.in_(done), *conditions).order_by(order_column)
+            for call_id, value in session.execute(query):
+                found.setdefault(call_id, []).append(value)
+            return found
+
+        fatal = by_call(RuleResultRow.call_id, RuleResultRow.rule_id, RuleResultRow.id,
+                        RuleResultRow.fatal.is_(True), RuleResultRow.verdict == "fail")
+        flags = by_call(FlagRow.call_id, FlagRow.reason, FlagRow.id)
+        failed = by_call(CategoryResultRow.call_id, CategoryResultRow.category, CategoryResultRow.id,
+                         CategoryResultRow.verdict == "fail")
+        situations = by_call(SituationResultRow.call_id, SituationResultRow.situation_id, SituationResultRow.id,
+                             SituationResultRow.occurred.is_(True))
+    return [
+        SummaryRow.failure(call.call_id, call.error or "failed") if call.status == "failed" else SummaryRow._scored(
+            call.call_id, call.score, call.max_score, call.percent, call.passed, fatal.get(call.call_id, []),
+            flags.get(call.call_id, []), failed.get(call.call_id, []), situations.get(call.call_id, []),
+        )
+        for call in calls
+    ]
 
 
 def write_summary(rows: list[SummaryRow], out_dir: Path, rulebook: str = "") -> tuple[Path, Path]:

@@ -5,26 +5,34 @@ Writes are transactional per call: a call's rows are replaced together or not at
 reviews are never touched by re-processing or re-scoring.  Claiming a call is an atomic
 compare-and-swap on its row, so several workers sharing one store never process a call twice, and
 a call left "processing" by a worker that died is taken over.
+
+The scorecard is stored typed: rule results with their titles and categories, the category verdicts
+(``category_results``), the situations (``situation_results``) and flags, so the console, the batch
+summary and the reports read the store and never a ``scorecard.json`` file.  The schema is owned by
+the Alembic migrations in ``pipelines/results/migrations``; opening a store upgrades it in place.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
-    Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select, update,
+    Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, select, text, update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from qa_rules.records import CallSource
+from qa_rules.records import CallSource, Conversation, EvidenceItem, Measures, Scorecard, hold_seconds
+
+log = logging.getLogger(__name__)
 
 STALE_CLAIM_S = 6 * 3600.0
 """A claim by another host older than this is taken over (a crashed GPU worker)."""
@@ -98,7 +106,40 @@ class RuleResultRow(Base):
     max_points: Mapped[float] = mapped_column(Float)
     fatal: Mapped[bool] = mapped_column(Boolean, default=False)
     evidence: Mapped[str] = mapped_column(Text, default="[]")
-    """JSON list of {start, end, speaker, text, measured, expected}."""
+    """JSON list of {start, end, speaker, text, measured, expected}: :func:`evidence_json`,
+    read back with :attr:`evidence_items`."""
+    title_zh: Mapped[str | None] = mapped_column(Text)
+    title_en: Mapped[str | None] = mapped_column(Text)
+    """The rule's title as the rulebook gave it (empty for calls stored before titles were, whose
+    scorecard file was gone when the store was upgraded)."""
+
+    @property
+    def title(self) -> str:
+        return rule_title(self.title_zh, self.title_en)
+
+    @property
+    def evidence_items(self) -> list[EvidenceItem]:
+        return decode_evidence(self.evidence, f"call {self.call_id} rule {self.rule_id}")
+
+
+class CategoryResultRow(Base):
+    """A category's verdict on a call, as the scorecard gave it (:func:`qa_rules.records.category_verdict`)."""
+
+    __tablename__ = "category_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    category: Mapped[str] = mapped_column(String(40), index=True)
+    verdict: Mapped[str] = mapped_column(String(10))
+
+
+class SituationResultRow(Base):
+    """A situation of the rulebook checked on a call (silent caller, transfer…) and whether it occurred."""
+
+    __tablename__ = "situation_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    situation_id: Mapped[str] = mapped_column(String(100), index=True)
+    occurred: Mapped[bool] = mapped_column(Boolean)
 
 
 class FlagRow(Base):
@@ -129,6 +170,46 @@ class ReviewRow(Base):
     stale_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class AssignmentRow(Base):
+    """One call drawn for human review by a sampling plan, why, and for whom."""
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+    plan_id: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(String(20), index=True)
+    """``random`` (the unbiased sample), ``flagged`` or ``fatal``."""
+    stratum: Mapped[str | None] = mapped_column(String(100))
+    assignee: Mapped[str | None] = mapped_column(String(100), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+def rule_title(zh: str | None, en: str | None) -> str:
+    """A rule's two titles as the console and the reports show them: Chinese first."""
+    return " / ".join(t for t in (zh, en) if isinstance(t, str) and t)
+
+
+_EVIDENCE = TypeAdapter(list[EvidenceItem])
+
+
+def evidence_json(items: list[EvidenceItem]) -> str:
+    """Evidence as the store keeps it.  The text is what :func:`result_key` fingerprints, so it must
+    stay byte-for-byte what earlier versions wrote for the same evidence (a review would otherwise
+    turn stale on an upgrade)."""
+    return json.dumps([item.model_dump(mode="json") for item in items], ensure_ascii=False)
+
+
+def decode_evidence(value: str | None, where: str = "") -> list[EvidenceItem]:
+    """The one reader of stored evidence JSON: typed items, or none (with a warning) when a row
+    holds something else — a reader never fails on one bad row."""
+    try:
+        return _EVIDENCE.validate_json(value or "[]")
+    except ValidationError:
+        log.warning("%s: evidence in the store is unreadable (kept as no evidence): %.80s", where or "store", value)
+        return []
+
+
 def result_key(verdict: str, evidence_json: str) -> str:
     """A short fingerprint of a machine result, to tell whether a review still refers to it."""
     import hashlib
@@ -136,7 +217,15 @@ def result_key(verdict: str, evidence_json: str) -> str:
     return hashlib.sha1(f"{verdict}\n{evidence_json}".encode("utf-8")).hexdigest()
 
 
-TABLES = {"calls": CallRow, "utterances": UtteranceRow, "rule_results": RuleResultRow, "flags": FlagRow, "reviews": ReviewRow}
+TABLES = {
+    "calls": CallRow, "utterances": UtteranceRow, "rule_results": RuleResultRow, "flags": FlagRow, "reviews": ReviewRow,
+    "category_results": CategoryResultRow, "situation_results": SituationResultRow,
+}
+"""The tables :meth:`Store.export` writes and :meth:`Store.count` counts."""
+CALL_RESULT_TABLES = (UtteranceRow, RuleResultRow, FlagRow, CategoryResultRow, SituationResultRow)
+"""What scoring a call writes: replaced together by :meth:`Store.save`."""
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+PG_MIGRATION_LOCK = 0x63616C6C71  # "callq": the advisory lock PostgreSQL workers take to upgrade one at a time
 
 
 def worker_identity() -> str:
@@ -179,18 +268,42 @@ def open_existing_store(store_url: str | None = None, store_dir: str | Path | No
     return Store(resolve_store_url(store_url, store_dir))
 
 
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the store's schema to ``revision`` with the packaged Alembic migrations, and build the
+    transcript search index — one transaction under a lock, so that workers opening a fresh store
+    together take turns instead of racing to create the same tables (PostgreSQL: an advisory lock;
+    SQLite: the database's write lock, taken up front with ``BEGIN IMMEDIATE``).  Whoever comes
+    second finds the store upgraded and does nothing."""
+    from alembic import command
+    from alembic.config import Config
+
+    from pipelines.results.search import ensure_index_on
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        _lock_for_upgrade(connection)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        if revision == "head" and connection.dialect.name in ("sqlite", "postgresql"):
+            ensure_index_on(connection)
+        connection.commit()
+
+
+def _lock_for_upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = _make_engine(url)
-        for attempt in range(3):  # two workers starting together may race to create the tables
+        for attempt in range(3):  # a SQLite store busy past its 60 s timeout: try again
             try:
-                Base.metadata.create_all(self.engine)
-                _add_missing_columns(self.engine)
-                if self.engine.dialect.name in ("sqlite", "postgresql"):
-                    from pipelines.results.search import ensure_index
-
-                    ensure_index(self.engine)
+                upgrade_schema(self.engine)
                 break
             except OperationalError:
                 if attempt == 2:
@@ -247,21 +360,17 @@ class Store:
                 .values(status="failed", error=reason, processed_by=worker, processed_at=time.time(), claimed_by=None)
             )
 
-    def save(self, call_id: str, worker: str, input_key: str, rulebook_key: str, conversation, measures, card: dict,
-             conversation_path: Path | None = None, scorecard_path: Path | None = None, redact: bool = False) -> None:
-        """Replace the call's utterances, rule results and flags and mark it done — one transaction.
-        With ``redact`` the stored texts carry placeholders instead of personal numbers."""
+    def save(self, call_id: str, worker: str, input_key: str, rulebook_key: str, conversation: Conversation,
+             measures: Measures, card: Scorecard, conversation_path: Path | None = None,
+             scorecard_path: Path | None = None, redact: bool = False) -> None:
+        """Replace the call's utterances, rule results, category verdicts, situations and flags and
+        mark it done — one transaction.  With ``redact`` the stored texts carry placeholders
+        instead of personal numbers."""
         if redact:
-            from pipelines.results.redaction import redact_json_text, redact_text
-
-            language = conversation.language or "zh"
-            conversation = conversation.model_copy(update={"utterances": [
-                u.model_copy(update={"text": redact_text(u.text, language)}) for u in conversation.utterances
-            ]})
-            card = {**card, "rules": [{**r, "evidence": redact_json_text(r.get("evidence", []), language)} for r in card["rules"]],
-                    "flags": [{**f, "reason": redact_text(f["reason"], language)} for f in card["flags"]]}
+            conversation, card = _redacted_results(conversation, card)
+        ruled = {r.category for r in card.rules}
         with Session(self.engine) as session, session.begin():
-            for table in (UtteranceRow, RuleResultRow, FlagRow):
+            for table in CALL_RESULT_TABLES:
                 session.execute(delete(table).where(table.call_id == call_id))
             session.add_all(
                 UtteranceRow(call_id=call_id, idx=i, speaker=u.speaker, role=u.role, start=u.start, end=u.end, text=u.text)
@@ -269,27 +378,35 @@ class Store:
             )
             session.add_all(
                 RuleResultRow(
-                    call_id=call_id, rule_id=r["id"], category=r["category"], verdict=r["verdict"], points=r["points"],
-                    max_points=r["max_points"], fatal=bool(r.get("fatal")),
-                    evidence=json.dumps(r.get("evidence", []), ensure_ascii=False),
+                    call_id=call_id, rule_id=r.id, category=r.category, verdict=r.verdict, points=r.points,
+                    max_points=r.max_points, fatal=r.fatal, evidence=evidence_json(r.evidence),
+                    title_zh=r.title.get("zh"), title_en=r.title.get("en"),
                 )
-                for r in card["rules"]
+                for r in card.rules
             )
-            session.add_all(FlagRow(call_id=call_id, reason=f["reason"], rule_id=f.get("rule_id")) for f in card["flags"])
+            # a category the rulebook has no rule in is no result (and was never one in the reports)
+            session.add_all(
+                CategoryResultRow(call_id=call_id, category=c, verdict=v) for c, v in card.categories.items() if c in ruled
+            )
+            session.add_all(
+                SituationResultRow(call_id=call_id, situation_id=s.id, occurred=s.occurred) for s in card.situations
+            )
+            session.add_all(FlagRow(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags)
             session.flush()
             _mark_stale_reviews(session, call_id)
             from pipelines.results.search import index_call
 
             index_call(session.connection(), call_id)
-            hold_s = sum(s.duration for s in measures.silences if s.duration >= 10.0)
+            hold_s = card.measures.get("hold_s")  # counted with the rulebook's hold threshold
             session.execute(
                 update(CallRow).where(CallRow.call_id == call_id).values(
                     status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
                     input_key=input_key, rulebook_key=rulebook_key, duration_s=conversation.duration_s, language=conversation.language,
-                    rulebook_id=card["rulebook"]["id"], rulebook_version=str(card["rulebook"]["version"]),
-                    score=card["score"], max_score=card["max_score"], percent=card["percent"], passed=card["passed"],
-                    fatal=bool(card["fatal_failures"]), hold_s=round(hold_s, 2), silence_share=measures.silence_share,
-                    agent_talk_ratio=measures.agent_talk_ratio,
+                    rulebook_id=card.rulebook.id, rulebook_version=str(card.rulebook.version),
+                    score=card.score, max_score=card.max_score, percent=card.percent, passed=card.passed,
+                    fatal=bool(card.fatal_failures),
+                    hold_s=hold_s if hold_s is not None else hold_seconds(measures.silences),
+                    silence_share=measures.silence_share, agent_talk_ratio=measures.agent_talk_ratio,
                     conversation_path=str(conversation_path) if conversation_path else None,
                     scorecard_path=str(scorecard_path) if scorecard_path else None,
                 )
@@ -343,17 +460,36 @@ class Store:
 REDACTED_COLUMNS = {"utterances": ("text",), "rule_results": ("evidence",), "flags": ("reason",), "reviews": ("note",)}
 
 
+def _redacted_results(conversation: Conversation, card: Scorecard) -> tuple[Conversation, Scorecard]:
+    """The call's texts as a redacting store keeps them: transcript lines, every string of the
+    evidence and flag reasons with personal numbers replaced (the scorecard file keeps them)."""
+    from pipelines.results.redaction import redact_json_text, redact_text
+
+    language = conversation.language or "zh"
+    conversation = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": redact_text(u.text, language)}) for u in conversation.utterances
+    ]})
+    rules = [
+        r.model_copy(update={"evidence": _EVIDENCE.validate_python(
+            redact_json_text([e.model_dump(mode="json") for e in r.evidence], language)
+        )})
+        for r in card.rules
+    ]
+    flags = [f.model_copy(update={"reason": redact_text(f.reason, language)}) for f in card.flags]
+    return conversation, card.model_copy(update={"rules": rules, "flags": flags})
+
+
 def _redacted(table: str, frame, connection):
     """The table's free-text columns with personal numbers replaced, in each call's language."""
     from pipelines.results.redaction import redact_json_text, redact_text
 
-    def evidence(value: str, language: str) -> str:  # quotes only: times and measured values stay
-        items = json.loads(value or "[]")
-        for item in items:
-            for key in ("text", "measured", "expected"):
-                if isinstance(item.get(key), str):
-                    item[key] = redact_json_text(item[key], language)
-        return json.dumps(items, ensure_ascii=False)
+    def evidence(value: str, language: str) -> str:  # quotes only: times and speakers stay
+        items = decode_evidence(value, "export")
+        return evidence_json([
+            item.model_copy(update={k: redact_json_text(v, language) for k in ("text", "measured", "expected")
+                                    if isinstance(v := getattr(item, k), str)})
+            for item in items
+        ])
 
     columns = [c for c in REDACTED_COLUMNS.get(table, ()) if c in frame.columns]
     if not columns or frame.empty:
@@ -383,22 +519,6 @@ def _mark_stale_reviews(session: Session, call_id: str) -> None:
             review.stale_reason = f"re-scored: machine verdict {review.machine_verdict} → {result.verdict}"
         elif review.result_key is not None and review.result_key != result_key(result.verdict, result.evidence):
             review.stale, review.stale_reason = True, "re-scored: same verdict, other evidence"
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Stores only ever gain columns (fields are added, never renamed): a store written by an
-    earlier version gets the new columns, empty, instead of failing."""
-    from sqlalchemy import inspect, text
-
-    inspector = inspect(engine)
-    with engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    default = " DEFAULT 0" if column.name == "claims" else ""
-                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}'))
 
 
 def _same(column, value):

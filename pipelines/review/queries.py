@@ -6,7 +6,6 @@ human review is stored *beside* the machine verdict (never over it) can be teste
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipelines.results.store import CallRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow, result_key
+from pipelines.results.store import (
+    AssignmentRow, CallRow, CategoryResultRow, FlagRow, ReviewRow, RuleResultRow, Store, UtteranceRow, result_key,
+)
+from qa_rules.records import EvidenceItem
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +56,6 @@ class QueueItem:
         return (not self.fatal, percent, -len(self.flags), -len(self.failed_rules), self.call_id)
 
 
-@dataclass(frozen=True)
-class Evidence:
-    start: float | None
-    end: float | None
-    speaker: str | None
-    text: str | None
-    measured: object = None
-    expected: object = None
-
-
 @dataclass
 class RuleView:
     """A rule's machine verdict and, beside it, every human review of it on this call."""
@@ -75,7 +67,7 @@ class RuleView:
     points: float
     max_points: float
     fatal: bool
-    evidence: list[Evidence]
+    evidence: list[EvidenceItem]
     reviews: list[ReviewRow] = field(default_factory=list)
 
     @property
@@ -89,6 +81,8 @@ class CallView:
     flags: list[FlagRow]
     rules: list[RuleView]
     utterances: list[UtteranceRow]
+    categories: dict[str, str] = field(default_factory=dict)
+    """Category → verdict as the scorecard gave it (categories the rulebook has rules in)."""
 
     @property
     def speaker_roles(self) -> dict[str, str]:
@@ -129,12 +123,9 @@ def queue_page(store: Store, sort: str = "severity", rule: str | None = None, ag
     from sqlalchemy import and_, case, exists, literal, or_
     from sqlalchemy.orm import aliased
 
-    from pipelines.review.sampling import AssignmentRow
-
     if sort not in SORTS:
         raise ReviewError(f"unknown sort {sort!r} — use one of: {', '.join(SORTS)}")
     page = max(1, int(page))
-    AssignmentRow.__table__.create(store.engine, checkfirst=True)
     n_flags = select(func.count()).where(FlagRow.call_id == CallRow.call_id).scalar_subquery()
     failed = and_(RuleResultRow.call_id == CallRow.call_id, RuleResultRow.verdict == "fail")
     n_failed = select(func.count()).where(failed).scalar_subquery()
@@ -211,9 +202,6 @@ def queue_choices(store: Store) -> tuple[list[str], list[str]]:
 
 def assignees(store: Store) -> list[str]:
     """Reviewers that sampling draws assigned calls to, for the queue's filter."""
-    from pipelines.review.sampling import AssignmentRow
-
-    AssignmentRow.__table__.create(store.engine, checkfirst=True)
     with Session(store.engine) as session:
         return [a for a in session.scalars(select(AssignmentRow.assignee).distinct().order_by(AssignmentRow.assignee)) if a]
 
@@ -228,49 +216,24 @@ def call_view(store: Store, call_id: str) -> CallView | None:
         flags = list(session.scalars(select(FlagRow).where(FlagRow.call_id == call_id).order_by(FlagRow.id)))
         results = list(session.scalars(select(RuleResultRow).where(RuleResultRow.call_id == call_id).order_by(RuleResultRow.id)))
         utterances = list(session.scalars(select(UtteranceRow).where(UtteranceRow.call_id == call_id).order_by(UtteranceRow.idx)))
+        categories = dict(session.execute(
+            select(CategoryResultRow.category, CategoryResultRow.verdict)
+            .where(CategoryResultRow.call_id == call_id).order_by(CategoryResultRow.id)
+        ).all())
         reviews = list(session.scalars(
             select(ReviewRow).where(ReviewRow.call_id == call_id).order_by(ReviewRow.created_at, ReviewRow.id)
         ))
         session.expunge_all()
-    titles = _rule_titles(call.scorecard_path)
     rules = []
     for row in results:
         rules.append(RuleView(
-            rule_id=row.rule_id, title=titles.get(row.rule_id, ""), category=row.category, verdict=row.verdict,
-            points=row.points, max_points=row.max_points, fatal=row.fatal, evidence=_evidence(row),
+            rule_id=row.rule_id, title=row.title, category=row.category, verdict=row.verdict,
+            points=row.points, max_points=row.max_points, fatal=row.fatal, evidence=row.evidence_items,
             reviews=[r for r in reviews if r.rule_id == row.rule_id],
         ))
     # failed and fatal rules first: that is what the reviewer came for
     rules.sort(key=lambda r: (r.verdict != "fail", not r.fatal, r.verdict != "na"))
-    return CallView(call=call, flags=flags, rules=rules, utterances=utterances)
-
-
-def _evidence(row: RuleResultRow) -> list[Evidence]:
-    try:
-        items = json.loads(row.evidence or "[]")
-    except json.JSONDecodeError:
-        log.warning("call %s rule %s: evidence is not JSON; shown without evidence", row.call_id, row.rule_id)
-        return []
-    known = set(Evidence.__dataclass_fields__)
-    return [Evidence(**{k: v for k, v in item.items() if k in known}) for item in items if isinstance(item, dict)]
-
-
-def _rule_titles(scorecard_path: str | None) -> dict[str, str]:
-    """Rule titles live in the scorecard file, not the store; a missing file only loses titles."""
-    if not scorecard_path:
-        return {}
-    try:
-        card = json.loads(Path(scorecard_path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        log.info("no rule titles from %s: %s", scorecard_path, exc)
-        return {}
-    titles = {}
-    for rule in card.get("rules", []):
-        title = rule.get("title", "")
-        if isinstance(title, dict):
-            title = " / ".join(str(v) for v in (title.get("zh"), title.get("en")) if v)
-        titles[rule.get("id", "")] = str(title)
-    return titles
+    return CallView(call=call, flags=flags, rules=rules, utterances=utterances, categories=categories)
 
 
 def audio_path(store: Store, call_id: str) -> Path | None:
@@ -378,8 +341,6 @@ def redacted_clip(store: Store, call_id: str, audio: Path, rule: RuleView) -> by
 def redacted_view(view: CallView) -> CallView:
     """The call page's data with personal numbers replaced in every text a reviewer reads (the rows
     are detached copies: nothing is written back to the store)."""
-    from dataclasses import replace
-
     from pipelines.results.redaction import redact_text
 
     language = view.call.language or "zh"
@@ -388,7 +349,7 @@ def redacted_view(view: CallView) -> CallView:
     for f in view.flags:
         f.reason = redact_text(f.reason, language)
     for r in view.rules:
-        r.evidence = [replace(e, text=redact_text(e.text, language) if e.text else e.text) for e in r.evidence]
+        r.evidence = [e.model_copy(update={"text": redact_text(e.text, language) if e.text else e.text}) for e in r.evidence]
         for review in r.reviews:
             review.note = redact_text(review.note or "", language)
     return view

@@ -21,29 +21,14 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Float, ForeignKey, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pipelines.results.period import Period
-from pipelines.results.store import Base, CallRow, FlagRow, ReviewRow, RuleResultRow, Store
+from pipelines.results.store import AssignmentRow, CallRow, FlagRow, ReviewRow, RuleResultRow, Store
 
 REASONS = ("fatal", "flagged", "random")
 MAX_PLAN_BYTES = 64 * 1024
-
-
-class AssignmentRow(Base):
-    """One call drawn for human review, why, and for whom."""
-
-    __tablename__ = "assignments"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
-    plan_id: Mapped[str] = mapped_column(String(100))
-    period: Mapped[str] = mapped_column(String(40), index=True)
-    reason: Mapped[str] = mapped_column(String(20), index=True)
-    """``random`` (the unbiased sample), ``flagged`` or ``fatal``."""
-    stratum: Mapped[str | None] = mapped_column(String(100))
-    assignee: Mapped[str | None] = mapped_column(String(100), index=True)
-    created_at: Mapped[float] = mapped_column(Float)
 
 
 class Strata(BaseModel):
@@ -105,7 +90,6 @@ class Drawn:
 
 def draw(store: Store, plan: Plan, period: Period, assignees: list[str] | None = None, now: float | None = None) -> list[Drawn]:
     """Draw this period's sample, write it to the store, and return it (fatal, flagged, random)."""
-    AssignmentRow.__table__.create(store.engine, checkfirst=True)
     with Session(store.engine) as session:
         calls = [c for c in session.scalars(select(CallRow).where(CallRow.status == "done")) if period.contains(c.started_at)]
         reviewed = set(session.scalars(select(ReviewRow.call_id)))
@@ -186,7 +170,6 @@ def _stratified(pool: list[CallRow], want: int, strata: Strata, failed_rule: set
 
 def assignments(store: Store, assignee: str | None = None, period: str | None = None) -> dict[str, AssignmentRow]:
     """The latest assignment of each call (optionally one reviewer's, one period's)."""
-    AssignmentRow.__table__.create(store.engine, checkfirst=True)
     query = select(AssignmentRow).order_by(AssignmentRow.created_at, AssignmentRow.id)
     if assignee:
         query = query.where(AssignmentRow.assignee == assignee)

@@ -17,7 +17,6 @@ The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -32,12 +31,12 @@ from prefect.cache_policies import NONE as NO_CACHE
 from models.errors import ModelUnavailableError
 from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
 from qa_rules.records import BadAudioError, CallError
-from qa_rules.records import Conversation, Measures
+from qa_rules.records import Conversation, Measures, Scorecard
 from qa_rules.files import OutsideOutputError, make_private_dir
 from pipelines.settings import Settings
 from pipelines.results.store import Store, default_store_url, display_url, worker_identity
 from qa_rules.records import CallSource
-from pipelines.reports.summary import SummaryRow, write_summary
+from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +229,7 @@ def analyse(call: CallSource, settings: Settings, cache: AnalysisCache, gpu_slot
 
 
 @task(name="score call", cache_policy=NO_CACHE)
-def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> dict:
+def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> Scorecard:
     """Write the call's conversation and measures beside its scorecard (JSON + HTML); return the card."""
     from pipelines.stages.scoring import score_and_report
 
@@ -344,7 +343,7 @@ def qa_batch(
             _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
             notify(call.call_id, "failed")
     # The summary covers every call of the source, including those finished earlier or elsewhere.
-    rows += _rows_from_store(store, {c.call_id for c in calls}, {r.call_id for r in rows})
+    rows += rows_from_store(store, {c.call_id for c in calls} - {r.call_id for r in rows})
     result.summary_html = summarise(rows, str(out_dir), rulebook or "default by language", result)
     return result
 
@@ -354,18 +353,6 @@ def _record_failure(store: Store, worker: str, call: CallSource, reason: str, re
     store.mark_failed(call.call_id, worker, reason)
     result.failed[call.call_id] = reason
     rows.append(SummaryRow.failure(call.call_id, reason))
-
-
-def _rows_from_store(store: Store, wanted: set[str], have: set[str]) -> list[SummaryRow]:
-    rows = []
-    for row in store.calls():
-        if row.call_id not in wanted or row.call_id in have:
-            continue
-        if row.status == "done" and row.scorecard_path and Path(row.scorecard_path).is_file():
-            rows.append(SummaryRow.from_scorecard(json.loads(Path(row.scorecard_path).read_text(encoding="utf-8"))))
-        elif row.status == "failed":
-            rows.append(SummaryRow.failure(row.call_id, row.error or "failed"))
-    return rows
 
 
 def _rulebook_key(rulebook: str | None) -> str:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qa_rules.records import CallError
-from qa_rules.records import Conversation, Measures
+from qa_rules.records import CallError, Conversation, Measures, Scorecard
 from pipelines.reports.scorecard_html import render_scorecard_html
 from pipelines.reports.summary import SummaryRow
 
@@ -21,18 +20,19 @@ def load_rulebook_for(language: str, rulebook_path: Path | None):
 
 def score_and_report(
     conversation: Conversation, measures: Measures, out_dir: Path, rulebook_path: Path | None = None, rulebook=None
-) -> dict:
-    """Score with the given (or the language's default) rulebook; write JSON and HTML.
+) -> Scorecard:
+    """Score with the given (or the language's default) rulebook; write ``scorecard.json`` (the
+    public contract) and its HTML page.
 
-    Returns the scorecard in its JSON form (the ``scorecard.json`` contract)."""
+    Returns the typed scorecard: the store and the summary take it as it is, so no field is looked
+    up by name in a dict on its way there."""
     import qa_rules
 
     book = rulebook or load_rulebook_for(conversation.language, rulebook_path)
     card = qa_rules.score(conversation, measures, book)
     card.write(out_dir)
-    data = card.model_dump(mode="json")
-    render_scorecard_html(data, conversation, out_dir)
-    return data
+    render_scorecard_html(card, conversation, out_dir)
+    return card
 
 
 def measures_path_for(conversation_path: Path) -> Path:
