@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -225,6 +226,7 @@ TABLES = {
 CALL_RESULT_TABLES = (UtteranceRow, RuleResultRow, FlagRow, CategoryResultRow, SituationResultRow)
 """What scoring a call writes: replaced together by :meth:`Store.save`."""
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+_UPGRADE_LOCK = threading.Lock()
 PG_MIGRATION_LOCK = 0x63616C6C71  # "callq": the advisory lock PostgreSQL workers take to upgrade one at a time
 
 
@@ -281,7 +283,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect() as connection:
+    with _UPGRADE_LOCK, engine.connect() as connection:  # Alembic's op/context proxies are process-global
         _lock_for_upgrade(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from qa_rules.records import category_verdict
+from qa_rules.rulebook import CATEGORIES
 
 revision = "0002"
 down_revision = "0001"
@@ -70,10 +71,11 @@ def _backfill(bind, categories: sa.Table, situations: sa.Table) -> None:
         sa.select(rule_results.c.call_id, rule_results.c.category, rule_results.c.verdict).order_by(rule_results.c.id)
     ):
         verdicts.setdefault((call_id, category), []).append(verdict)
+    order = {c: i for i, c in enumerate(CATEGORIES)}  # the scorecard's order of categories
     if verdicts:
         op.bulk_insert(categories, [
-            {"call_id": call_id, "category": category, "verdict": category_verdict(found)}
-            for (call_id, category), found in verdicts.items()
+            {"call_id": call_id, "category": category, "verdict": category_verdict(verdicts[call_id, category])}
+            for call_id, category in sorted(verdicts, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
         ])
     for call_id, path in bind.execute(sa.select(calls.c.call_id, calls.c.scorecard_path).where(calls.c.scorecard_path.isnot(None))):
         card = _read_card(path)
