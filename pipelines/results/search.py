@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -79,40 +80,36 @@ class SearchHit:
     started_at: str | None
 
 
-def ensure_index(engine: Engine) -> None:
-    """Create the full-text index if the store has none, and fill it from the stored utterances."""
-    with engine.begin() as conn:
-        ensure_index_on(conn)
-
-
-def ensure_index_on(conn: Connection) -> None:
-    """:func:`ensure_index` inside the caller's transaction (the store's schema upgrade, which holds
-    the lock that keeps two workers from creating the index at once)."""
-    if conn.dialect.name == "sqlite":
-        exists = conn.execute(text("SELECT name FROM sqlite_master WHERE name = :n"), {"n": INDEX_TABLE}).first()
-        if not exists:
-            conn.execute(text(
-                f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5(terms, pinyin, utterance_id UNINDEXED, "
-                "call_id UNINDEXED, tokenize = 'unicode61')"
-            ))
-    elif conn.dialect.name == "postgresql":
-        exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": INDEX_TABLE}).scalar()
-        if not exists:
-            conn.execute(text(
-                f"CREATE TABLE {INDEX_TABLE} (utterance_id INTEGER PRIMARY KEY, call_id VARCHAR(200), "
-                "terms TEXT, pinyin TEXT, terms_tsv tsvector, pinyin_tsv tsvector)"
-            ))
-            conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_terms ON {INDEX_TABLE} USING GIN (terms_tsv)"))
-            conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_pinyin ON {INDEX_TABLE} USING GIN (pinyin_tsv)"))
-            conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_call ON {INDEX_TABLE} (call_id)"))
-    else:
-        raise RuntimeError(f"transcript search needs SQLite or PostgreSQL, not {conn.dialect.name}")
-    indexed = conn.execute(text(f"SELECT count(*) FROM {INDEX_TABLE}")).scalar()
-    stored = conn.execute(text("SELECT count(*) FROM utterances")).scalar()
-    if stored and not indexed:
-        log.info("building the transcript search index over %d utterances", stored)
-        rows = conn.execute(text("SELECT id, call_id, text FROM utterances")).all()
-        _insert(conn, [(r.id, r.call_id, r.text) for r in rows])
+def ensure_index(engine: Engine | Connection) -> None:
+    """Create the full-text index if the store has none, and fill it from the stored utterances.
+    Given a connection, inside its transaction (the store's schema upgrade, which holds the lock
+    that keeps two workers from creating the index at once)."""
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
+        if conn.dialect.name == "sqlite":
+            exists = conn.execute(text("SELECT name FROM sqlite_master WHERE name = :n"), {"n": INDEX_TABLE}).first()
+            if not exists:
+                conn.execute(text(
+                    f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5(terms, pinyin, utterance_id UNINDEXED, "
+                    "call_id UNINDEXED, tokenize = 'unicode61')"
+                ))
+        elif conn.dialect.name == "postgresql":
+            exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": INDEX_TABLE}).scalar()
+            if not exists:
+                conn.execute(text(
+                    f"CREATE TABLE {INDEX_TABLE} (utterance_id INTEGER PRIMARY KEY, call_id VARCHAR(200), "
+                    "terms TEXT, pinyin TEXT, terms_tsv tsvector, pinyin_tsv tsvector)"
+                ))
+                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_terms ON {INDEX_TABLE} USING GIN (terms_tsv)"))
+                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_pinyin ON {INDEX_TABLE} USING GIN (pinyin_tsv)"))
+                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_call ON {INDEX_TABLE} (call_id)"))
+        else:
+            raise RuntimeError(f"transcript search needs SQLite or PostgreSQL, not {conn.dialect.name}")
+        indexed = conn.execute(text(f"SELECT count(*) FROM {INDEX_TABLE}")).scalar()
+        stored = conn.execute(text("SELECT count(*) FROM utterances")).scalar()
+        if stored and not indexed:
+            log.info("building the transcript search index over %d utterances", stored)
+            rows = conn.execute(text("SELECT id, call_id, text FROM utterances")).all()
+            _insert(conn, [(r.id, r.call_id, r.text) for r in rows])
 
 
 def index_call(conn: Connection, call_id: str) -> None:

@@ -84,10 +84,15 @@ class CallRow(Base):
     scorecard_path: Mapped[str | None] = mapped_column(Text)
 
 
-class UtteranceRow(Base):
-    __tablename__ = "utterances"
+class _OfACall:
+    """A row that belongs to one call: its own id, and the call's id (indexed: every reader asks by call)."""
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
+
+
+class UtteranceRow(_OfACall, Base):
+    __tablename__ = "utterances"
     idx: Mapped[int] = mapped_column(Integer)
     speaker: Mapped[str] = mapped_column(String(50))
     role: Mapped[str] = mapped_column(String(20))
@@ -96,10 +101,8 @@ class UtteranceRow(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
-class RuleResultRow(Base):
+class RuleResultRow(_OfACall, Base):
     __tablename__ = "rule_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     rule_id: Mapped[str] = mapped_column(String(100), index=True)
     category: Mapped[str] = mapped_column(String(40), index=True)
     verdict: Mapped[str] = mapped_column(String(10))
@@ -123,40 +126,32 @@ class RuleResultRow(Base):
         return decode_evidence(self.evidence, f"call {self.call_id} rule {self.rule_id}")
 
 
-class CategoryResultRow(Base):
+class CategoryResultRow(_OfACall, Base):
     """A category's verdict on a call, as the scorecard gave it (:func:`qa_rules.records.category_verdict`)."""
 
     __tablename__ = "category_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     category: Mapped[str] = mapped_column(String(40), index=True)
     verdict: Mapped[str] = mapped_column(String(10))
 
 
-class SituationResultRow(Base):
+class SituationResultRow(_OfACall, Base):
     """A situation of the rulebook checked on a call (silent caller, transfer…) and whether it occurred."""
 
     __tablename__ = "situation_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     situation_id: Mapped[str] = mapped_column(String(100), index=True)
     occurred: Mapped[bool] = mapped_column(Boolean)
 
 
-class FlagRow(Base):
+class FlagRow(_OfACall, Base):
     __tablename__ = "flags"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     reason: Mapped[str] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(String(100))
 
 
-class ReviewRow(Base):
+class ReviewRow(_OfACall, Base):
     """A human verdict beside (never over) the machine verdict."""
 
     __tablename__ = "reviews"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     rule_id: Mapped[str] = mapped_column(String(100), index=True)
     machine_verdict: Mapped[str] = mapped_column(String(10))
     human_verdict: Mapped[str] = mapped_column(String(10))
@@ -171,12 +166,10 @@ class ReviewRow(Base):
     stale_reason: Mapped[str | None] = mapped_column(Text)
 
 
-class AssignmentRow(Base):
+class AssignmentRow(_OfACall, Base):
     """One call drawn for human review by a sampling plan, why, and for whom."""
 
     __tablename__ = "assignments"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id"), index=True)
     plan_id: Mapped[str] = mapped_column(String(100))
     period: Mapped[str] = mapped_column(String(40), index=True)
     reason: Mapped[str] = mapped_column(String(20), index=True)
@@ -279,7 +272,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
-    from pipelines.results.search import ensure_index_on
+    from pipelines.results.search import ensure_index
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -288,7 +281,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         if revision == "head" and connection.dialect.name in ("sqlite", "postgresql"):
-            ensure_index_on(connection)
+            ensure_index(connection)
         connection.commit()
 
 

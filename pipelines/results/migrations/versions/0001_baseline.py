@@ -24,6 +24,17 @@ depends_on = None
 
 baseline = sa.MetaData()
 
+
+def _of_a_call(name: str, *columns: sa.Column) -> sa.Table:
+    """A table of rows that belong to one call: an id, the call's id (indexed), then ``columns``."""
+    return sa.Table(
+        name, baseline,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+        *columns,
+    )
+
+
 sa.Table(
     "calls", baseline,
     sa.Column("call_id", sa.String(200), primary_key=True),
@@ -58,10 +69,8 @@ sa.Table(
     sa.Column("conversation_path", sa.Text),
     sa.Column("scorecard_path", sa.Text),
 )
-sa.Table(
-    "utterances", baseline,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+_of_a_call(
+    "utterances",
     sa.Column("idx", sa.Integer, nullable=False),
     sa.Column("speaker", sa.String(50), nullable=False),
     sa.Column("role", sa.String(20), nullable=False),
@@ -69,10 +78,8 @@ sa.Table(
     sa.Column("end", sa.Float, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
 )
-sa.Table(
-    "rule_results", baseline,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+_of_a_call(
+    "rule_results",
     sa.Column("rule_id", sa.String(100), nullable=False, index=True),
     sa.Column("category", sa.String(40), nullable=False, index=True),
     sa.Column("verdict", sa.String(10), nullable=False),
@@ -81,17 +88,13 @@ sa.Table(
     sa.Column("fatal", sa.Boolean, nullable=False),
     sa.Column("evidence", sa.Text, nullable=False),
 )
-sa.Table(
-    "flags", baseline,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+_of_a_call(
+    "flags",
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("rule_id", sa.String(100)),
 )
-sa.Table(
-    "reviews", baseline,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+_of_a_call(
+    "reviews",
     sa.Column("rule_id", sa.String(100), nullable=False, index=True),
     sa.Column("machine_verdict", sa.String(10), nullable=False),
     sa.Column("human_verdict", sa.String(10), nullable=False),
@@ -102,10 +105,8 @@ sa.Table(
     sa.Column("stale", sa.Boolean),
     sa.Column("stale_reason", sa.Text),
 )
-sa.Table(
-    "assignments", baseline,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(200), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+_of_a_call(
+    "assignments",
     sa.Column("plan_id", sa.String(100), nullable=False),
     sa.Column("period", sa.String(40), nullable=False, index=True),
     sa.Column("reason", sa.String(20), nullable=False, index=True),
