@@ -28,17 +28,12 @@ class ActivityOptions:
     """Pauses shorter than this inside speech do not split a turn."""
 
 
-def frame_levels_db(signal: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
-    """Level in dBFS of each ``frame_s`` frame (see :func:`pipelines.stages.audio.frame_levels_dbfs`)."""
-    return frame_levels_dbfs(signal, int(sample_rate * frame_s))
-
-
 def voice_activity(
     signal: np.ndarray, sample_rate: int, options: ActivityOptions | None = None
 ) -> list[tuple[float, float]]:
     """Spans ``(start, end)`` in seconds where this channel carries speech."""
     opts = options or ActivityOptions()
-    levels = frame_levels_db(signal, sample_rate)
+    levels = frame_levels_dbfs(signal, int(sample_rate * FRAME_S))
     if levels.size == 0:
         return []
     floor = float(np.percentile(levels, 10))
