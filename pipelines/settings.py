@@ -1,18 +1,40 @@
 """Pipeline settings: defaults, then a YAML config file, then ``CALLQA_*`` environment variables,
-then command-line flags (each overriding the one before)."""
+then command-line flags (each overriding the one before).
+
+The layering is pydantic-settings' own: :meth:`Settings.settings_customise_sources` orders the
+sources, so one validation sees every value and an error names the field wherever it came from."""
 
 from __future__ import annotations
 
+import errno
+import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from models.diarization import DiarizationOptions
 from models.model_store import default_store_root
 from models.transcription import TranscriptionOptions
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("callqa_config_file", default=None)
+"""The YAML file :meth:`Settings.load` was given, for the duration of that call: pydantic-settings
+builds its sources in a class method, with no argument to carry a per-call file through."""
+
+
+class _YamlMapping(YamlConfigSettingsSource):
+    """The config file as a source; a file that is not a mapping of ``setting: value`` is refused
+    with that reason (the library would fail on it with an unrelated error)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        if not isinstance(data, dict):
+            raise yaml.YAMLError(f"expected 'setting: value' lines, found a {type(data).__name__}")
+        return data
 
 
 class Settings(BaseSettings):
@@ -58,22 +80,40 @@ class Settings(BaseSettings):
         )
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest first: explicit values (the command-line flags), ``CALLQA_*`` variables, the YAML
+        config file given to :meth:`load`; the field defaults under all.  No ``.env`` or secrets
+        directory: callqa has never read them, and a stray ``.env`` must not change a run."""
+        config_file = _CONFIG_FILE.get()
+        if config_file is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, _YamlMapping(settings_cls, yaml_file=config_file, yaml_file_encoding="utf-8")
+
+    @classmethod
     def load(cls, config_file: Path | None = None, **overrides: object) -> "Settings":
-        """Settings from an optional YAML file, the environment and explicit overrides."""
-        file_values: dict[str, object] = {}
-        if config_file is not None:
-            try:
-                file_values = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise SystemExit(f"config {config_file}: cannot read it ({exc})") from exc
+        """Settings from an optional YAML file, the environment and explicit overrides (``None``
+        overrides are flags not given, and ignored).  Any problem is one line naming the file:
+        ``SystemExit``, as the command line shows it."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        path = Path(config_file) if config_file is not None else None
+        token = _CONFIG_FILE.set(path)
         try:
-            from_env = cls()
-            merged = {**file_values, **{k: getattr(from_env, k) for k in from_env.model_fields_set}, **given}
-            return cls.model_validate(merged)
+            if path is not None and not path.is_file():  # pydantic-settings skips a missing file silently
+                code = errno.EISDIR if path.is_dir() else errno.ENOENT
+                raise OSError(code, os.strerror(code), str(path))
+            return cls(**given)
+        except (OSError, yaml.YAMLError) as exc:
+            raise SystemExit(f"config {config_file}: cannot read it ({exc})") from exc
         except ValidationError as exc:
             where = f"config {config_file}" if config_file else "settings"
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise SystemExit(f"{where}: {problems}") from exc
-
-
+        finally:
+            _CONFIG_FILE.reset(token)

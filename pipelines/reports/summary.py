@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from qa_rules.files import write_text_privately
 from qa_rules.records import Scorecard
-from pipelines.reports.scorecard_html import _env
+from pipelines.reports.html import environment
 from pipelines.reports.spreadsheet import safe_row
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def write_summary(rows: list[SummaryRow], out_dir: Path, rulebook: str = "") -> 
         writer.writerow(safe_row({k: ("" if v is None else v) for k, v in row.__dict__.items()}))
     csv_path = write_text_privately(out_dir / "summary.csv", "\ufeff" + buffer.getvalue())  # BOM: Excel opens Chinese right
     ok = [r for r in rows if r.status == "ok"]
-    html = _env().get_template("summary.html.j2").render(
+    html = environment().get_template("summary.html.j2").render(
         rows=rows, passed=sum(1 for r in ok if r.passed), failed_qa=sum(1 for r in ok if not r.passed),
         errors=len(rows) - len(ok), rulebook=rulebook,
     )

@@ -249,8 +249,8 @@ def resolve_store_url(store_url: str | None = None, store_dir: str | Path | None
         url = default_store_url(Path(store_dir))
     else:
         url = os.environ.get(STORE_URL_ENV) or default_store_url(Path("out"))
-    if url.startswith("sqlite") and ":memory:" not in url:
-        path = Path(url.split("///", 1)[-1])
+    path = sqlite_file(url)
+    if path is not None:
         if not path.is_file():
             raise StoreNotFoundError(
                 f"no results store at {path} — run `callqa run` first, or give its output folder with "
@@ -547,6 +547,22 @@ def _create_private_sqlite(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite store URL, parsed by SQLAlchemy (``sqlite:///rel.db``,
+    ``sqlite:////abs/x.db?timeout=5`` → ``/abs/x.db``); ``None`` for another back-end, an in-memory
+    database, or a URL SQLAlchemy cannot parse (``create_engine`` then says what is wrong with it)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def display_url(url: str) -> str:
     """The store URL as it may be printed or logged: any password replaced by ``***``."""
     from sqlalchemy.engine import make_url
@@ -560,9 +576,9 @@ def display_url(url: str) -> str:
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            _create_private_sqlite(Path(path))
+        path = sqlite_file(url)
+        if path is not None:
+            _create_private_sqlite(path)
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,18 +59,23 @@ class RuleAgreement:
 
 
 def cohen_kappa(pairs: list[tuple[str, str]], labels: tuple[str, ...] = BINARY) -> float | None:
-    """Cohen's kappa of two raters: (p_o - p_e) / (1 - p_e), pairs outside ``labels`` ignored."""
+    """Cohen's kappa of two raters (scikit-learn's ``cohen_kappa_score``), pairs outside ``labels``
+    ignored; ``None`` where it is undefined: no pairs left, or both raters used one single verdict
+    throughout (chance agreement is then 1 and kappa 0/0).
+
+    scikit-learn is imported here, not with the module: it costs seconds, and the console imports
+    this module at start-up but needs kappa only when the calibration page is asked for."""
     pairs = [(a, b) for a, b in pairs if a in labels and b in labels]
-    n = len(pairs)
-    if n == 0:
+    if not pairs:
         return None
-    observed = sum(a == b for a, b in pairs) / n
-    expected = sum(
-        (sum(a == label for a, _ in pairs) / n) * (sum(b == label for _, b in pairs) / n) for label in labels
-    )
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score
+
+    machine, human = zip(*pairs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined is an answer here: None
+        kappa = float(cohen_kappa_score(machine, human, labels=list(labels)))  # NaN where undefined
+    return None if math.isnan(kappa) else kappa
 
 
 def latest_reviews(store: Store) -> list[ReviewRow]:

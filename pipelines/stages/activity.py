@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pyannote.core import Segment, Timeline
+
+from pipelines.stages.audio import frame_levels_dbfs
 
 FRAME_S = 0.03
 
@@ -25,22 +28,12 @@ class ActivityOptions:
     """Pauses shorter than this inside speech do not split a turn."""
 
 
-def frame_levels_db(signal: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
-    hop = int(sample_rate * frame_s)
-    n = len(signal) // hop
-    if n == 0:
-        return np.zeros(0)
-    frames = signal[: n * hop].reshape(n, hop).astype(np.float64)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
-    return 20 * np.log10(np.maximum(rms, 1e-10))
-
-
 def voice_activity(
     signal: np.ndarray, sample_rate: int, options: ActivityOptions | None = None
 ) -> list[tuple[float, float]]:
     """Spans ``(start, end)`` in seconds where this channel carries speech."""
     opts = options or ActivityOptions()
-    levels = frame_levels_db(signal, sample_rate)
+    levels = frame_levels_dbfs(signal, int(sample_rate * FRAME_S))
     if levels.size == 0:
         return []
     floor = float(np.percentile(levels, 10))
@@ -49,18 +42,9 @@ def voice_activity(
         return []
     threshold = max(floor + opts.margin_over_floor_db, loud - opts.below_peak_db)
     active = levels > threshold
-    spans: list[list[float]] = []
-    start = None
-    for i, on in enumerate(np.append(active, False)):
-        if on and start is None:
-            start = i
-        elif not on and start is not None:
-            spans.append([start * FRAME_S, i * FRAME_S])
-            start = None
-    merged: list[list[float]] = []
-    for span in spans:
-        if merged and span[0] - merged[-1][1] < opts.min_gap_s:
-            merged[-1][1] = span[1]
-        else:
-            merged.append(span)
-    return [(round(a, 3), round(b, 3)) for a, b in merged if b - a >= opts.min_speech_s]
+    # Runs of active frames, then pauses shorter than min_gap_s closed (support with a collar: runs
+    # of frames never touch, so only the collar joins them; gaps of exactly min_gap_s stay gaps).
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], active, [False])).astype(np.int8)))
+    runs = Timeline([Segment(int(a) * FRAME_S, int(b) * FRAME_S) for a, b in zip(edges[::2], edges[1::2])])
+    spans = runs.support(collar=opts.min_gap_s)
+    return [(round(s.start, 3), round(s.end, 3)) for s in spans if s.end - s.start >= opts.min_speech_s]

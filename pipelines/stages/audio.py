@@ -128,10 +128,34 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
+FLOOR_DBFS = -200.0
+"""Frame levels are floored here (RMS 1e-10): a digitally silent frame still has a finite level."""
+
+
+def frame_levels_dbfs(signal: np.ndarray, frame_length: int, floor_dbfs: float = FLOOR_DBFS) -> np.ndarray:
+    """RMS level in dBFS of each whole, non-overlapping frame of ``frame_length`` samples along the
+    last axis (a tail shorter than a frame is left out), floored at ``floor_dbfs``.
+
+    Every level in the pipeline — voice activity frames, noise floor, channel and utterance levels —
+    is this one computation (librosa's RMS and amplitude-to-dB), in float64 so that quiet channels
+    keep their precision.  librosa is imported here, not at module level: decoding a clip for the
+    review console needs no signal analysis."""
+    import librosa
+
+    if signal.shape[-1] < frame_length or frame_length <= 0:
+        return np.zeros(signal.shape[:-1] + (0,))
+    rms = librosa.feature.rms(y=signal, frame_length=frame_length, hop_length=frame_length, center=False, dtype=np.float64)
+    return librosa.amplitude_to_db(rms[..., 0, :], ref=1.0, amin=10 ** (floor_dbfs / 20), top_db=None)
+
+
 def rms_dbfs(signal: np.ndarray) -> float:
-    """RMS level in dBFS (−inf for digital silence or an empty signal)."""
-    rms = float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) if signal.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else -np.inf
+    """RMS level of the whole signal in dBFS (−inf for digital silence or an empty signal).
+
+    Not floored like frame levels: a float32 signal that is not all zeros has an RMS far above
+    1e-150, so the floor below is never the answer, and all zeros is −inf as before."""
+    if not signal.size or not np.any(signal):
+        return -np.inf
+    return float(frame_levels_dbfs(signal, signal.shape[-1], floor_dbfs=-3000.0)[0])
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

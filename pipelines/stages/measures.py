@@ -5,16 +5,21 @@ range (librosa.pyin), speech rate over *voiced* time.  Per call: silences (nobod
 (who started while whom was speaking), talk time per role.  Silences and overlaps come from voice
 activity (``Conversation.turns``), not from Whisper's segment spans, which stretch over holds.
 The result is saved beside the conversation so that re-scoring never decodes audio again.
+
+Span arithmetic (merging a speaker's turns, their union, clipping to an utterance, the gaps between
+voices) is pyannote.core's ``Timeline``; a turn under a microsecond long covers no time there.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from typing import Iterable
 
 import numpy as np
+from pyannote.core import Segment, Timeline
 
-from pipelines.stages.audio import SAMPLE_RATE, CallAudio, rms_dbfs
+from pipelines.stages.audio import SAMPLE_RATE, CallAudio, frame_levels_dbfs, rms_dbfs
 from qa_rules.records import Conversation, Measures, Overlap, Silence, SpeakerMeasures, SpeakerTurn, UtteranceMeasures, Utterance
 from pipelines.stages.text import CHINESE_LANGUAGES, count_cjk
 
@@ -27,20 +32,22 @@ PITCH_FRAME, PITCH_HOP = 1024, 320
 MIN_LUFS_S = 0.4
 OVERLAP_JOIN_S = 1.0
 BREATH_PAUSE_S = 0.6
+JOIN_TOLERANCE_S = 1e-6
+"""Pauses up to ``BREATH_PAUSE_S`` *inclusive* are joined, while ``Timeline.support(collar)`` joins
+pauses strictly shorter than its collar: times are in milliseconds, so a microsecond more keeps a
+pause of exactly 0.6 s joined whatever the float rounding of its ends."""
 
 
 def measure_call(audio: CallAudio, conversation: Conversation, min_silence_s: float = MIN_SILENCE_S) -> Measures:
-    turns_by_speaker: dict[str, list[tuple[float, float]]] = {}
-    for turn in conversation.turns:
-        turns_by_speaker.setdefault(turn.speaker, []).append((turn.start, turn.end))
+    voice = _voice_by_speaker(conversation.turns)
     channel_of = {s.id: s.channel for s in conversation.speakers}
     utterances = [
-        _measure_utterance(i, u, audio, channel_of.get(u.speaker), turns_by_speaker.get(u.speaker, []), conversation.language)
+        _measure_utterance(i, u, audio, channel_of.get(u.speaker), voice.get(u.speaker, Timeline()), conversation.language)
         for i, u in enumerate(conversation.utterances)
     ]
     roles = {s.id: s.role for s in conversation.speakers}
     talk = {
-        role: round(_union_length([(t.start, t.end) for t in conversation.turns if roles.get(t.speaker) == role]), 3)
+        role: round(_timeline((t.start, t.end) for t in conversation.turns if roles.get(t.speaker) == role).duration(), 3)
         for role in ("agent", "customer")
     }
     total_talk = talk["agent"] + talk["customer"]
@@ -69,60 +76,57 @@ def measure_speakers(audio: CallAudio, conversation: Conversation) -> list[Speak
     a caller too quiet or noisy to transcribe is still measured).  The noise floor is the median
     level of the frames of the speaker's channel where no voice of that channel is active (all
     voices for a mono mix), away from speech edges by ``NOISE_MARGIN_S``."""
-    turns_by_speaker: dict[str, list[tuple[float, float]]] = {}
-    for turn in conversation.turns:
-        turns_by_speaker.setdefault(turn.speaker, []).append((turn.start, turn.end))
+    voice = _voice_by_speaker(conversation.turns)
     out = []
     for speaker in conversation.speakers:
-        spans = _merge(turns_by_speaker.get(speaker.id, []))
+        spans = voice.get(speaker.id, Timeline())
         channel = speaker.channel if speaker.channel is not None and speaker.channel < audio.channels else None
         signal = audio.samples[channel] if channel is not None else audio.mono()
-        same_line = [s.id for s in conversation.speakers if channel is None or s.channel == channel]
-        busy = _merge([t for sid in same_line for t in turns_by_speaker.get(sid, [])])
-        voiced = [signal[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
+        same_line = {s.id for s in conversation.speakers if channel is None or s.channel == channel}
+        busy = _timeline((t.start, t.end) for t in conversation.turns if t.speaker in same_line).support()
+        voiced = [signal[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans]
         level = _level_dbfs(np.concatenate(voiced)) if voiced else None
         noise = _noise_floor(signal, busy)
         out.append(SpeakerMeasures(
-            speaker=speaker.id, role=speaker.role, voiced_s=round(sum(b - a for a, b in spans), 3),
+            speaker=speaker.id, role=speaker.role, voiced_s=round(sum(s.end - s.start for s in spans), 3),
             level_dbfs=level, noise_dbfs=noise,
             snr_db=round(level - noise, 2) if level is not None and noise is not None else None,
         ))
     return out
 
 
-def _noise_floor(signal: np.ndarray, busy: list[tuple[float, float]]) -> float | None:
+def _noise_floor(signal: np.ndarray, busy: Timeline) -> float | None:
     hop = int(NOISE_FRAME_S * SAMPLE_RATE)
     n = len(signal) // hop
     if n == 0:
         return None
     mask = np.ones(n, dtype=bool)
-    for a, b in busy:
+    for a, b in busy:  # a Segment unpacks to (start, end)
         mask[max(int((a - NOISE_MARGIN_S) / NOISE_FRAME_S), 0) : int((b + NOISE_MARGIN_S) / NOISE_FRAME_S) + 1] = False
     if mask.sum() < 10:  # speech wall to wall: no noise to measure
         return None
-    frames = signal[: n * hop].reshape(n, hop)[mask].astype(np.float64)
-    levels = 10 * np.log10(np.maximum(np.mean(frames**2, axis=1), 1e-20))
+    levels = frame_levels_dbfs(signal, hop)[mask]
     return round(float(np.median(levels)), 2)
 
 
 def find_silences(turns: list[SpeakerTurn], duration_s: float, min_silence_s: float = MIN_SILENCE_S) -> list[Silence]:
     """Gaps between the first and the last voice activity where nobody is heard."""
-    merged = _merge([(t.start, t.end) for t in turns])
-    out = []
-    for (_, end), (start, _) in zip(merged, merged[1:]):
-        if start - end >= min_silence_s:
-            out.append(Silence(start=round(end, 3), end=round(start, 3), duration=round(start - end, 3)))
-    return out
+    gaps = _timeline((t.start, t.end) for t in turns).gaps()  # inside the extent: first to last voice
+    return [
+        Silence(start=round(gap.start, 3), end=round(gap.end, 3), duration=round(gap.end - gap.start, 3))
+        for gap in gaps if gap.end - gap.start >= min_silence_s
+    ]
 
 
 def find_overlaps(turns: list[SpeakerTurn], roles: dict[str, str]) -> list[Overlap]:
     """Every stretch where two speakers are heard at once, with who held the floor first."""
     # A breath pause inside one speaker's speech does not end their turn.
-    by_speaker: dict[str, list[tuple[float, float]]] = {}
-    for t in turns:
-        by_speaker.setdefault(t.speaker, []).append((t.start, t.end))
     ordered = sorted(
-        (SpeakerTurn(speaker=spk, start=a, end=b) for spk, spans in by_speaker.items() for a, b in _merge(spans, BREATH_PAUSE_S)),
+        (
+            SpeakerTurn(speaker=spk, start=s.start, end=s.end)
+            for spk, voice in _voice_by_speaker(turns).items()
+            for s in voice.support(collar=BREATH_PAUSE_S + JOIN_TOLERANCE_S)
+        ),
         key=lambda t: t.start,
     )
     out: list[Overlap] = []
@@ -153,10 +157,13 @@ def find_overlaps(turns: list[SpeakerTurn], roles: dict[str, str]) -> list[Overl
 
 def _measure_utterance(
     index: int, utterance: Utterance, audio: CallAudio, channel: int | None,
-    turns: list[tuple[float, float]], language: str,
+    voice: Timeline, language: str,
 ) -> UtteranceMeasures:
+    """``voice``: the speaker's voice activity, merged (a support)."""
     signal = audio.samples[channel] if channel is not None and channel < audio.channels else audio.mono()
-    spans = _clip(turns, utterance.start, utterance.end) or [(utterance.start, utterance.end)]
+    spans = [
+        (s.start, s.end) for s in voice.crop(Segment(utterance.start, utterance.end)) if s.end - s.start > 0.01
+    ] or [(utterance.start, utterance.end)]
     voiced_s = sum(b - a for a, b in spans)
     pieces = [signal[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
     voiced = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
@@ -178,7 +185,7 @@ def _measure_utterance(
         voiced_s=round(voiced_s, 3),
         loudness_dbfs=_level_dbfs(voiced),
         loudness_lufs=_lufs(voiced),
-        peak_dbfs=round(20 * np.log10(max(float(np.max(np.abs(voiced))), 1e-10)), 2) if voiced.size else None,
+        peak_dbfs=_peak_dbfs(voiced),
         clipping_ratio=round(float(np.mean(np.abs(voiced) >= CLIP_LEVEL)), 5) if voiced.size else 0.0,
         pitch_median_hz=pitch_median,
         pitch_range_st=pitch_range,
@@ -190,6 +197,15 @@ def _measure_utterance(
 
 def _level_dbfs(x: np.ndarray) -> float | None:
     return round(max(rms_dbfs(x), -200.0), 2) if x.size else None
+
+
+def _peak_dbfs(x: np.ndarray) -> float | None:
+    """Sample peak in dBFS (floored at −200 dBFS like frame levels); ``None`` for no samples."""
+    if not x.size:
+        return None
+    import librosa
+
+    return round(float(librosa.amplitude_to_db(float(np.max(np.abs(x))), amin=1e-10, top_db=None)), 2)
 
 
 def _lufs(x: np.ndarray) -> float | None:
@@ -218,24 +234,14 @@ def _pitch(x: np.ndarray) -> tuple[float | None, float | None]:
     return round(float(median), 1), round(float(12 * np.log2(high / low)), 2)
 
 
-def _merge(spans: list[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:
-    out: list[list[float]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1] + gap:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
+def _timeline(spans: Iterable[tuple[float, float]]) -> Timeline:
+    """Spans as a pyannote Timeline (empty spans, under a microsecond, are dropped: they cover nothing)."""
+    return Timeline([Segment(a, b) for a, b in spans])
 
 
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    return sum(b - a for a, b in _merge(spans))
-
-
-def _clip(spans: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
-    out = []
-    for a, b in _merge(spans):
-        lo, hi = max(a, start), min(b, end)
-        if hi - lo > 0.01:
-            out.append((lo, hi))
-    return out
+def _voice_by_speaker(turns: list[SpeakerTurn]) -> dict[str, Timeline]:
+    """Each speaker's voice activity with overlapping or touching turns merged (the support)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for turn in turns:
+        spans.setdefault(turn.speaker, []).append((turn.start, turn.end))
+    return {speaker: _timeline(own).support() for speaker, own in spans.items()}

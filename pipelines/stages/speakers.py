@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.transcription import RecognisedSegment
+from pipelines.stages.audio import frame_levels_dbfs
 
 SAME_CHANNEL_CORRELATION = 0.9
 DEAD_CHANNEL_DB = 40.0
@@ -32,7 +33,7 @@ def analyse_channels(samples: np.ndarray) -> ChannelLayout:
     n_channels = samples.shape[0]
     if n_channels == 1:
         return ChannelLayout("diarization", "mono recording", (0,))
-    rms_db = [20 * np.log10(max(float(np.sqrt(np.mean(ch.astype(np.float64) ** 2))), 1e-10)) for ch in samples]
+    rms_db = [float(level) for level in frame_levels_dbfs(samples, samples.shape[-1])[:, 0]]  # one frame per channel
     loudest = max(rms_db)
     live = tuple(i for i, level in enumerate(rms_db) if loudest - level < DEAD_CHANNEL_DB)
     if len(live) < 2:

@@ -1,0 +1,46 @@
+"""One page environment and one stylesheet for every HTML page (scorecard, summary, console,
+coaching): template names are unique across the three template folders (the shared loader finds a
+page by its name alone), every page carries ``page.css``, and the CJK font stack reaches the browser
+as CSS (quotes, not HTML entities)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from jinja2 import UndefinedError
+
+from pipelines.reports.html import CJK_FONT_STACK, TEMPLATE_FOLDERS, environment, strict_environment
+from pipelines.review.web import render
+
+
+def test_template_names_are_unique_across_the_apps():
+    names = Counter(p.name for folder in TEMPLATE_FOLDERS for p in folder.iterdir() if p.is_file())
+    assert [name for name, count in names.items() if count > 1] == []
+
+
+def test_every_page_carries_the_one_stylesheet():
+    """Pages are whole documents (or extend one) and take their style from page.css alone: no page
+    declares the font stack or the verdict colours again."""
+    for folder in TEMPLATE_FOLDERS:
+        for page in folder.glob("*.j2"):
+            text = page.read_text(encoding="utf-8")
+            assert "font-family" not in text and "#1a7f37" not in text, f"{page.name} styles what page.css does"
+            if text.lstrip().startswith("<!doctype"):
+                assert '{% include "page.css" %}' in text or '{% include "_style.html.j2" %}' in text, page.name
+
+
+def test_the_font_stack_is_css_not_html_escaped_and_values_stay_escaped():
+    html = render("error.html.j2", status=404, message="<script>alert(1)</script>")
+    assert f"font-family: {CJK_FONT_STACK};" in html
+    assert "&#34;" not in html.split("</style>")[0]
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_the_console_is_strict_and_the_file_pages_are_not():
+    """Same loader, filters and globals; only the console turns a missing value into an error."""
+    strict, lenient = strict_environment(), environment()
+    assert strict.filters["pct"] is lenient.filters["pct"] and strict.globals["fmt_time"] is lenient.globals["fmt_time"]
+    assert lenient.from_string("[{{ card.missing }}]").render(card={}) == "[]"
+    with pytest.raises(UndefinedError, match="missing"):
+        strict.from_string("[{{ card.missing }}]").render(card={})
