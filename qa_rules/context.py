@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from qa_rules.records import Conversation, Measures, Utterance
 
-from .matching import Doc, find_regex, find_text
+from .matching import Doc, DocSet, find_regex
 from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex
 
 if TYPE_CHECKING:  # the rulebook imports the operators, which import this module
@@ -76,7 +76,6 @@ class CallContext:
         self.conversation = conversation
         self.measures = measures
         self.rulebook = rulebook
-        self._docs: dict[int, Doc] = {}
         self._situations: dict[str, list[Occurrence]] = {}
         self.trigger: list[Occurrence] = []
         """Occurrences of the situation of the rule being judged (empty for rules without one)."""
@@ -97,6 +96,7 @@ class CallContext:
 
     def focus(self, occurrences: list[Occurrence]) -> "CallContext":
         """The same call (shared caches) with ``trigger`` set for one situational rule."""
+        self.docs  # built before the copy, so every view shares one
         view = copy.copy(self)
         view.trigger = list(occurrences)
         return view
@@ -127,10 +127,13 @@ class CallContext:
         return self.conversation.utterances[i]
 
     def doc(self, i: int) -> Doc:
-        if i not in self._docs:
-            u = self.conversation.utterances[i]
-            self._docs[i] = Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
-        return self._docs[i]
+        return self.docs.docs[i]
+
+    @cached_property
+    def docs(self) -> DocSet:
+        """Every utterance made searchable once per call (shared by :meth:`focus` views)."""
+        return DocSet([Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
+                       for u in self.conversation.utterances])
 
     def windowed(self, scope: Scope, window: Window | None) -> tuple[list[int], tuple[float, float]]:
         """Utterances of the scope inside the window, and the time range the window covers
@@ -161,22 +164,23 @@ class CallContext:
         """All hits of one phrase element (any of its alternatives) in the given utterances."""
         hits: list[Hit] = []
         alternatives = element.any if element.any is not None else [element]
-        for i in indices:
-            doc = self.doc(i)
-            u = self.utterance(i)
-            for alt in alternatives:
-                if alt.any is not None:
-                    hits.extend(h for h in self.find(alt, [i], search, span))
-                    continue
-                if alt.regex is not None:
-                    matches = find_regex(doc, compile_regex(alt.regex))
-                else:
-                    matches = find_text(doc, alt.text or "", search.similarity, search.pinyin)
+        for alt in alternatives:
+            if alt.any is not None:
+                hits.extend(self.find(alt, indices, search, span))
+                continue
+            if alt.regex is not None:
+                pattern = compile_regex(alt.regex)
+                found = ((i, find_regex(self.doc(i), pattern)) for i in indices)
+            else:  # the whole call is searched once per phrase; keep the utterances asked for
+                by_doc = self.docs.find(alt.text or "", search.similarity, search.pinyin)
+                found = ((i, by_doc[i]) for i in indices if i in by_doc)
+            for i, matches in found:
+                doc, speaker = self.doc(i), self.utterance(i).speaker
                 for m in matches:
                     start, end = doc.time_of(m.char_start, m.char_end)
                     if start < span[0] - 0.5 or start > span[1]:
                         continue
-                    hits.append(Hit(i, element.label, start, end, u.speaker, m.text, m.score))
+                    hits.append(Hit(i, element.label, start, end, speaker, m.text, m.score))
         # a total order (best match first among hits at the same time): a set's order changes with
         # the process's hash seed, and evidence must not change between two runs of the same call
         return sorted(set(hits), key=lambda h: (h.start, h.utterance, -h.score, -h.end, h.text, h.element, h.speaker))

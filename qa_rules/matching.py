@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from pypinyin import Style, lazy_pinyin
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:'[a-z]+)?")
@@ -131,52 +131,116 @@ def _joiner(units: Sequence[str], cjk: bool) -> str:
     return "".join(units) if cjk else " ".join(units)
 
 
+@lru_cache(maxsize=4096)
+def _phrase_sound(phrase: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether a phrase is Chinese, and its sound units: a rulebook's phrases are few and are
+    looked for in every utterance of every call, so each is turned into pinyin once."""
+    phrase_clean = clean(phrase).strip()
+    return has_cjk(phrase_clean), tuple(units_of(phrase_clean)[0])
+
+
+class DocSet:
+    """The utterances of one call made searchable together.
+
+    A phrase is looked for in all of them at once: the runs of sound units of every utterance are
+    joined once per length and kept, exact phrases are a dictionary lookup, and fuzzy ones go
+    through rapidfuzz's batch scorer in C — instead of a Python loop per utterance, phrase and
+    start position.  The result per utterance is what :func:`find_text` returns for it alone."""
+
+    def __init__(self, docs: Sequence[Doc]) -> None:
+        self.docs = list(docs)
+        self._windows: dict[tuple[int, bool], tuple[list[str], list[tuple[int, int]], dict[str, list[int]]]] = {}
+        self._found: dict[tuple, dict[int, list[Match]]] = {}
+
+    def _runs(self, size: int, cjk: bool) -> tuple[list[str], list[tuple[int, int]], dict[str, list[int]]]:
+        """Every run of ``size`` units (joined), where it starts (doc, unit) and an index by text."""
+        key = (size, cjk)
+        if key not in self._windows:
+            texts: list[str] = []
+            where: list[tuple[int, int]] = []
+            for d, doc in enumerate(self.docs):
+                units = doc.units
+                for i in range(len(units) - size + 1):
+                    texts.append(_joiner(units[i : i + size], cjk))
+                    where.append((d, i))
+            index: dict[str, list[int]] = {}
+            for k, text in enumerate(texts):
+                index.setdefault(text, []).append(k)
+            self._windows[key] = (texts, where, index)
+        return self._windows[key]
+
+    def find(self, phrase: str, similarity: float = 0.85, pinyin: bool = True,
+             min_fuzzy_units: int | None = None) -> dict[int, list[Match]]:
+        """Doc index → occurrences of a literal phrase (see :func:`find_text`); docs without
+        one are absent."""
+        key = (phrase, similarity, pinyin, min_fuzzy_units)
+        if key not in self._found:
+            self._found[key] = self._find(phrase, similarity, pinyin, min_fuzzy_units)
+        return self._found[key]
+
+    def _find(self, phrase: str, similarity: float, pinyin: bool, min_fuzzy_units: int | None) -> dict[int, list[Match]]:
+        if not pinyin:
+            phrase_clean = clean(phrase).strip()
+            if has_cjk(phrase_clean):
+                found = {d: _exact_characters(doc, phrase_clean) for d, doc in enumerate(self.docs)}
+                return {d: m for d, m in found.items() if m}
+            similarity = 1.0  # English without sound matching: whole words, exact.
+        cjk, p_units = _phrase_sound(phrase)
+        if not p_units:
+            return {}
+        n = len(p_units)
+        if min_fuzzy_units is None:
+            min_fuzzy_units = 3 if cjk else 2
+        exact_only = n < min_fuzzy_units or similarity >= 1.0
+        target = _joiner(p_units, cjk)
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        # at each start the best of the phrase's length, one unit shorter, one longer (ties: in
+        # that order)
+        for size in [n] if exact_only else [n, n - 1, n + 1]:
+            if size < 1:
+                continue
+            texts, where, index = self._runs(size, cjk)
+            if exact_only:
+                scored = [(k, 1.0) for k in index.get(target, [])]
+            else:
+                cutoff = similarity * 100.0 - 1e-6  # the bar is checked again below on the 0–1 scale
+                scored = [(k, 1.0 if texts[k] == target else score / 100.0)
+                          for _, score, k in process.extract(target, texts, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None)]
+                scored = [(k, score) for k, score in scored if score >= similarity]
+            for k, score in scored:
+                at = where[k]
+                if at not in best or score > best[at][0]:
+                    best[at] = (score, size)
+        per_doc: dict[int, list[Match]] = {}
+        for (d, i), (score, size) in sorted(best.items()):
+            doc = self.docs[d]
+            s, e = doc.spans[i][0], doc.spans[i + size - 1][1]
+            per_doc.setdefault(d, []).append(Match(s, e, doc.chars[s:e], score))
+        return {d: _non_overlapping(found) for d, found in per_doc.items()}
+
+
+def _exact_characters(doc: Doc, phrase_clean: str) -> list[Match]:
+    """The phrase's characters, letters and digits only, exactly as written."""
+    out = []
+    target = re.sub(r"[^\w]", "", phrase_clean)
+    flat = [(i, c) for i, c in enumerate(doc.chars) if c.isalnum()]
+    flat_text = "".join(c for _, c in flat)
+    for m in re.finditer(re.escape(target), flat_text):
+        s, e = flat[m.start()][0], flat[m.end() - 1][0] + 1
+        out.append(Match(s, e, doc.chars[s:e], 1.0))
+    return out
+
+
 def find_text(doc: Doc, phrase: str, similarity: float = 0.85, pinyin: bool = True, min_fuzzy_units: int | None = None) -> list[Match]:
     """Occurrences of a literal phrase, exact or by sound.
 
     Short phrases (under ``min_fuzzy_units``: 3 Chinese syllables, 2 English words) must sound
     exactly the same, because a fuzzy ratio on two syllables accepts 你 for 您.  With
     ``pinyin=False`` only the exact characters count (for profanity lists, where a near-homophone
-    is more likely an innocent word than a slur).
+    is more likely an innocent word than a slur).  A whole call is searched at once with
+    :class:`DocSet`.
     """
-    phrase_clean = clean(phrase).strip()
-    cjk = has_cjk(phrase_clean)
-    if not pinyin:
-        out = []
-        if cjk:
-            target = re.sub(r"[^\w]", "", phrase_clean)
-            flat = [(i, c) for i, c in enumerate(doc.chars) if c.isalnum()]
-            flat_text = "".join(c for _, c in flat)
-            for m in re.finditer(re.escape(target), flat_text):
-                s, e = flat[m.start()][0], flat[m.end() - 1][0] + 1
-                out.append(Match(s, e, doc.chars[s:e], 1.0))
-            return out
-        # English without sound matching: whole words, exact.
-        similarity = 1.0
-    p_units, _ = units_of(phrase_clean)
-    if not p_units or not doc.units:
-        return []
-    n = len(p_units)
-    if min_fuzzy_units is None:
-        min_fuzzy_units = 3 if cjk else 2
-    exact_only = n < min_fuzzy_units or similarity >= 1.0
-    target = _joiner(p_units, cjk)
-    found: list[Match] = []
-    sizes = [n] if exact_only else [n, n - 1, n + 1]
-    for i in range(len(doc.units)):
-        best: tuple[float, int] | None = None
-        for size in sizes:
-            if size < 1 or i + size > len(doc.units):
-                continue
-            cand = _joiner(doc.units[i : i + size], cjk)
-            score = 1.0 if cand == target else (0.0 if exact_only else fuzz.ratio(cand, target) / 100.0)
-            if score >= (1.0 if exact_only else similarity) and (best is None or score > best[0]):
-                best = (score, size)
-        if best is not None:
-            s = doc.spans[i][0]
-            e = doc.spans[i + best[1] - 1][1]
-            found.append(Match(s, e, doc.chars[s:e], best[0]))
-    return _non_overlapping(found)
+    return DocSet([doc]).find(phrase, similarity, pinyin, min_fuzzy_units).get(0, [])
 
 
 def find_regex(doc: Doc, pattern: re.Pattern[str]) -> list[Match]:

@@ -12,7 +12,6 @@ Times are seconds from the start of the recording, as floats, everywhere.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
@@ -34,7 +33,9 @@ class _Record(BaseModel):
 
 
 def record_json(record: BaseModel) -> str:
-    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2)
+    """The record as indented JSON, non-ASCII text as is (pydantic's serializer: the same JSON as
+    ``json.dumps`` of its dump, several times faster on a long call)."""
+    return record.model_dump_json(indent=2)
 
 
 class Word(_Record):

@@ -236,14 +236,13 @@ def score(
     conversations: list[Path] = typer.Argument(..., help="<call_id>.conversation.json files or folders of them."),
     out: Path = typer.Option(..., "--out", "-o"),
     rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: by call language)."),
+    workers: int = typer.Option(0, help="Processes scoring in parallel (0: one per core)."),
 ) -> None:
     """Score saved conversations (with their measures) — no audio, no model."""
     import time
 
-    from qa_rules.records import CallError
-    from qa_rules.files import OutsideOutputError
-    from pipelines.stages.scoring import rescore_file
-    from pipelines.reports.summary import SummaryRow, write_summary
+    from pipelines.reports.summary import write_summary
+    from pipelines.shell.rescore import rescore_files
 
     files: list[Path] = []
     for item in conversations:
@@ -251,20 +250,13 @@ def score(
     if not files:
         _fail("no conversation files given")
     _require_output_folder(out)
-    book = _load_rulebook(rulebook) if rulebook else None
-    rows, failures = [], []
+    if rulebook:
+        _load_rulebook(rulebook)  # a broken rulebook is one line before any call is scored
     started = time.perf_counter()
-    for path in files:
-        try:
-            rows.append(rescore_file(path, out, rulebook_path=rulebook, rulebook=book))
-        except CallError as exc:
-            failures.append(str(exc))
-            rows.append(SummaryRow.failure(exc.call, exc.reason))
-        except OutsideOutputError as exc:
-            failures.append(f"{path.name}: {exc}")
-            rows.append(SummaryRow.failure(path.name, str(exc)))
+    outcomes = rescore_files(files, out, rulebook, workers)
     elapsed = time.perf_counter() - started
-    write_summary(rows, out, rulebook=str(rulebook or "default"))
+    write_summary([row for row, _ in outcomes], out, rulebook=str(rulebook or "default"))
+    failures = [error for _, error in outcomes if error]
     console.print(f"scored {len(files) - len(failures)} calls in {elapsed:.2f} s ({len(files) / max(elapsed, 1e-9):.0f} calls/s)")
     _finish(len(files), failures, out)
 

@@ -5,6 +5,7 @@ rulebook costs only JSON parsing and rule evaluation."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from qa_rules.records import CallError, Conversation, Measures, Scorecard
@@ -13,9 +14,24 @@ from pipelines.reports.summary import SummaryRow
 
 
 def load_rulebook_for(language: str, rulebook_path: Path | None):
+    """The given rulebook, or the language's default, parsed once per process for as long as the
+    file is unchanged (same size and modification time): re-scoring thousands of calls must not
+    read and validate the YAML for each, and an edited file is read again."""
     import qa_rules
 
-    return qa_rules.load_rulebook(rulebook_path or qa_rules.default_rulebook_path(language))
+    path = Path(rulebook_path or qa_rules.default_rulebook_path(language))
+    try:
+        stat = path.stat()
+    except OSError:
+        return qa_rules.load_rulebook(path)  # its own clear error for a missing or unreadable file
+    return _parsed_rulebook(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _parsed_rulebook(path: str, mtime_ns: int, size: int):
+    import qa_rules
+
+    return qa_rules.load_rulebook(Path(path))
 
 
 def score_and_report(

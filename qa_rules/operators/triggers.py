@@ -14,6 +14,8 @@ knows — words and their times, voice activity per speaker, levels, who is who:
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import re
 from dataclasses import dataclass
 from statistics import median
@@ -108,6 +110,12 @@ class SilentParams(Strict):
     its characters and one of them is at least 4 characters long (a bare 喂/您好 is an answer)."""
     other_side_share: float = Field(default=0.8, gt=0, le=1)
 
+    @cached_property
+    def exact_search(self) -> PhraseSearch:
+        """The exact-match search over ``other_side_phrases``, validated once per rulebook
+        instead of once per utterance and phrase."""
+        return PhraseSearch(phrases=self.other_side_phrases, similarity=1.0)
+
 
 @register_trigger("silent_party", SilentParams)
 def silent_party(ctx: CallContext, scope: Scope, p: SilentParams) -> list[Occurrence]:
@@ -138,7 +146,8 @@ def _only_phrases(ctx: CallContext, i: int, p: SilentParams) -> bool:
     if not p.other_side_phrases:
         return False
     doc = ctx.doc(i)
-    hits = [h for e in p.other_side_phrases for h in ctx.find(e, [i], PhraseSearch(phrases=p.other_side_phrases, similarity=1.0))]
+    search = p.exact_search
+    hits = [h for e in p.other_side_phrases for h in ctx.find(e, [i], search)]
     if not hits or max(len(h.text) for h in hits) < 4:
         return False
     covered: set[int] = set()
