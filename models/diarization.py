@@ -121,6 +121,12 @@ class Diarizer:
         if device.device == "cpu":
             torch.set_num_threads(device.threads)
 
+    def halve_batches(self) -> None:
+        """Halve the segmentation and embedding batches (never below one): after the device ran out
+        of memory, the retry of the call asks for less of it at once."""
+        self._pipeline.embedding_batch_size = max(1, self._pipeline.embedding_batch_size // 2)
+        self._pipeline.segmentation_batch_size = max(1, self._pipeline.segmentation_batch_size // 2)
+
     @property
     def name(self) -> str:
         return f"pyannote/{self.segmentation_path.parent.name}+{self.embedding_path.parent.name}"

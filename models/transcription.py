@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.device import DeviceChoice
-from models.errors import ModelUnavailableError
+from models.errors import DeviceOutOfMemoryError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,14 @@ class Transcriber:
 
     def transcribe(self, audio: np.ndarray, language: str) -> list[RecognisedSegment]:
         """Transcribe a mono 16 kHz signal in ``language`` with word timestamps."""
+        try:
+            return self._transcribe(audio, language)
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():  # CTranslate2 has no exception type of its own
+                raise DeviceOutOfMemoryError(str(exc)) from exc
+            raise
+
+    def _transcribe(self, audio: np.ndarray, language: str) -> list[RecognisedSegment]:
         opts = self.options
         segments, _info = self._model.transcribe(
             audio,

@@ -45,3 +45,14 @@ def test_transcribe_stereo_and_mono_calls_with_a_bad_file(tmp_path, sample_calls
         back = next(u for u in utterances if "久等" in u["text"])
         assert back["role"] == "agent" and 43.0 < back["start"] < 45.5
         assert not any(31.6 < u["start"] < 43.5 for u in utterances)
+
+
+def test_transcribe_honours_the_duration_limit_of_the_settings(tmp_path, sample_calls, monkeypatch):
+    """`callqa transcribe` decodes through the flow's own chain: ``max_duration_s`` refuses a long
+    recording there too (it used to decode with the 4-hour default whatever the settings said)."""
+    monkeypatch.setenv("CALLQA_MAX_DURATION_S", "10")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["transcribe", str(sample_calls / "zh_good_stereo.flac"), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "zh_good_stereo.flac" in result.output and "longer than" in result.output
+    assert not list(out.glob("*.conversation.json"))

@@ -13,7 +13,7 @@ import soundfile as sf
 from pipelines.coaching.samples import export_samples
 from pipelines.results.redaction import find_pii
 from pipelines.stages.scoring import score_and_report
-from pipelines.stages.analysis import transcribe_and_measure
+from pipelines.stages.analysis import analyse_call
 from pipelines.results.store import Store, default_store_url
 from qa_rules.records import CallSource
 from store_fixtures import build_store
@@ -55,17 +55,18 @@ def _transcript(engines, path) -> str:
     return "".join(w.text for seg in engines.transcriber.transcribe(samples.mean(axis=1), "zh") for w in seg.words)
 
 
-def test_coaching_clip_with_a_phone_number_carries_no_number(engines, calls2, tmp_path):
+def test_coaching_clip_with_a_phone_number_carries_no_number(engines, settings, calls2, tmp_path):
     """D09: the agent asks the customer to write down and then reads out an 11-digit number."""
     out = tmp_path / "run"
-    conversation, measures = transcribe_and_measure(calls2 / "D09_dictation_ok.flac", engines, out, call_id="D09",
-                                                    metadata={"agent_id": "A1024", "started_at": "2024-07-12T09:15:00+08:00"},
-                                                    agent_channel="right")
+    call = CallSource(call_id="D09", path=calls2 / "D09_dictation_ok.flac", agent_id="A1024",
+                      started_at="2024-07-12T09:15:00+08:00", channel_map="right")
+    analysed = analyse_call(call, settings, engines)
+    analysed.write(out)
+    conversation, measures = analysed.conversation, analysed.measures
     spoken = [u.text for u in conversation.utterances if find_pii(u.text)]
     assert spoken, "the recogniser should have heard the number in the first place"
     store = Store(default_store_url(out))
-    store.register([CallSource(call_id="D09", path=calls2 / "D09_dictation_ok.flac", agent_id="A1024",
-                               started_at="2024-07-12T09:15:00+08:00")])
+    store.register([call])
     card = score_and_report(conversation, measures, out)
     store.save("D09", "t", "t", "t", conversation, measures, card, conversation_path=out / "D09.conversation.json",
                scorecard_path=out / "D09.scorecard.json")

@@ -9,8 +9,14 @@ from pathlib import Path
 import jiwer
 import pytest
 
+from pipelines.stages.analysis import analyse_call
 from pipelines.stages.audio import decode_audio
-from pipelines.stages.conversation import build_conversation
+from qa_rules.records import CallSource
+
+
+def _conversation(path: Path, settings, engines):
+    """The pipeline's own chain on one recording."""
+    return analyse_call(CallSource(call_id=path.stem, path=path), settings, engines).conversation
 
 
 def _transcript(conversation) -> str:
@@ -25,11 +31,11 @@ def _words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
-def test_mandarin_cer_after_traditional_to_simplified(engines, real_data):
+def test_mandarin_cer_after_traditional_to_simplified(engines, settings, real_data):
     errors = []
     for wav in sorted((real_data / "zh_asr").glob("*.wav")):
         reference = _chars(wav.with_suffix(".txt").read_text(encoding="utf-8"))
-        conversation = build_conversation(decode_audio(wav), engines)
+        conversation = _conversation(wav, settings, engines)
         assert conversation.language == "zh", f"{wav.name}: detected {conversation.language}"
         hypothesis = _chars(_transcript(conversation))
         errors.append(jiwer.cer(reference, hypothesis))
@@ -39,23 +45,23 @@ def test_mandarin_cer_after_traditional_to_simplified(engines, real_data):
 
 
 @pytest.mark.parametrize("name", ["jfk.flac", "librispeech-1995-1837-0001.wav"])
-def test_english_clips(engines, real_data, name):
+def test_english_clips(engines, settings, real_data, name):
     audio_path = real_data / "en_asr" / name
     reference = _words((audio_path.with_suffix(".txt")).read_text())
-    conversation = build_conversation(decode_audio(audio_path), engines)
+    conversation = _conversation(audio_path, settings, engines)
     assert conversation.language == "en"
     wer = jiwer.wer(reference, _words(" ".join(u.text for u in conversation.utterances)))
     print(f"{name}: WER {wer:.3f}")
     assert wer <= 0.10
 
 
-def test_two_channel_file_gives_two_speakers_with_their_own_text(engines, real_data):
+def test_two_channel_file_gives_two_speakers_with_their_own_text(engines, settings, real_data):
     folder = real_data / "en_stereo_2ch_fasterwhisper"
     expected = {}
     for line in (folder / "stereo_diarization.channels.txt").read_text().splitlines():
         side, text = line.split(":", 1)
         expected[{"left": 0, "right": 1}[side.strip()]] = _words(text)
-    conversation = build_conversation(decode_audio(folder / "stereo_diarization.wav"), engines, language="en")
+    conversation = _conversation(folder / "stereo_diarization.wav", settings.model_copy(update={"language": "en"}), engines)
     assert conversation.speaker_mode == "channels"
     assert len(conversation.speakers) == 2
     for speaker in conversation.speakers:

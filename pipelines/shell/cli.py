@@ -117,7 +117,7 @@ def run(
     rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: zh/en default by call language)."),
     store: Optional[str] = typer.Option(None, help="Results store URL (default: sqlite:///OUT/callqa.db; postgresql://… for a shared one)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Analysis cache folder (default: OUT/.cache/analysis)."),
-    gpu_slots: int = typer.Option(1, help="Concurrent model calls per worker."),
+    gpu_slots: int = typer.Option(1, min=1, help="Concurrent model calls per worker (a Prefect concurrency limit)."),
     force: bool = typer.Option(False, help="Re-score calls already finished with the same inputs."),
     config: Optional[Path] = CONFIG_OPTION,
     asr_model: Optional[str] = ASR_MODEL_OPTION,
@@ -139,34 +139,36 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_S))
     settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
     _require_output_folder(out)
-    if rulebook:
-        _load_rulebook(rulebook)  # a broken rulebook stops the run before any audio is touched
+    # a broken rulebook stops the run before any audio is touched; the flow scores with this copy
+    book = _load_rulebook(rulebook) if rulebook else None
     from models.errors import ModelUnavailableError
     from pipelines.shell.sources import read_source
 
     try:
-        total = len(read_source(source))
+        found = read_source(source)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
-    if not total:
+    if not len(found):
         _fail(f"no calls found in {source}")
     from pipelines.shell import flows
 
     with _progress() as progress:
-        task = progress.add_task("QA batch", total=total)
+        task = progress.add_task("QA batch", total=len(found))
 
         def hook(call_id: str, status: str) -> None:
             # call ids are data, never rich markup: "[/]" in an id must not end the run
             progress.update(task, advance=1, description=progress_text(status, call_id))
 
-        flows.set_progress_hook(hook)
         if store:  # kept out of the flow's parameters, which Prefect stores and shows (passwords too)
             os.environ[flows.BATCH_STORE_ENV] = store
+        rulebook_path = str(rulebook) if rulebook else None
+        handover = flows.LocalRun(progress=hook, source=str(source), calls=found, rulebook_path=rulebook_path, rulebook=book)
         try:
-            result = flows.qa_batch(
-                source=str(source), rulebook=str(rulebook) if rulebook else None, out=str(out), store_url=None,
-                settings=settings, cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
-            )
+            with flows.local_run(handover):
+                result = flows.qa_batch(
+                    source=str(source), rulebook=rulebook_path, out=str(out), store_url=None, settings=settings,
+                    cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
+                )
         except ModelUnavailableError as exc:
             _fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - turned into one line when it is Prefect's API
@@ -174,8 +176,6 @@ def run(
             if problem is None:
                 raise
             _fail(problem)
-        finally:
-            flows.set_progress_hook(None)
     if json_result:
         json_result.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     console.print(
@@ -301,12 +301,16 @@ def _load_rulebook(path: Path):
 
 
 def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
+    """Each file through :func:`~pipelines.stages.analysis.analyse_call` (the flow's own chain, with
+    the same settings), its conversation and measures written to ``out``; a bad file is reported by
+    its name and the others go on."""
     from models.errors import ModelUnavailableError
-    from pipelines.stages.engines import SpeechEngines
-    from qa_rules.records import CallError
-    from qa_rules.files import OutsideOutputError
     from pipelines.shell.sources import collect_audio
-    from pipelines.stages.analysis import transcribe_and_measure
+    from pipelines.stages.analysis import analyse_call
+    from pipelines.stages.conversation import call_id_for
+    from pipelines.stages.engines import SpeechEngines
+    from qa_rules.files import OutsideOutputError
+    from qa_rules.records import CallError, CallSource
 
     calls = collect_audio(inputs)
     if not calls:
@@ -321,8 +325,12 @@ def _transcribe_files(inputs: list[str], out: Path, settings) -> None:
         for path in calls:
             progress.update(task, description=progress_text("transcribing", path.name))
             try:
-                transcribe_and_measure(path, engines, out)
-            except (CallError, OutsideOutputError) as exc:
+                analyse_call(CallSource(call_id=call_id_for(path), path=path), settings, engines).write(out)
+            except CallError as exc:
+                # the user named files: the failure names the file, whichever stage refused it
+                failures.append(str(CallError(path.name, exc.stage, exc.reason)))
+                progress.console.print(f"[red]✗[/] {escape(failures[-1])} — skipped")
+            except OutsideOutputError as exc:
                 failures.append(str(exc))
                 progress.console.print(f"[red]✗[/] {escape(str(exc))} — skipped")
             progress.advance(task)

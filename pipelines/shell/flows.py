@@ -7,10 +7,12 @@ The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages.
   and a call left behind by a killed worker is taken over on the next run;
 - a **content-keyed cache** (:mod:`pipelines.shell.cache`): a re-run skips finished calls, and a rulebook
   change re-scores every call without transcription;
-- **models loaded once per worker process** (:func:`worker_engines`), a per-worker limit on
-  concurrent model calls (``gpu_slots``), and **retries** for transient failures (CUDA out of
-  memory, a busy database) — none for bad input, which is recorded as a failed call with its
-  reason while the batch goes on;
+- **models loaded once per worker process** (:func:`worker_engines`, keyed by the model settings
+  only), several calls in flight at once, and a Prefect **concurrency limit** that bounds this
+  worker's concurrent model calls (``gpu_slots``);
+- **retries** for transient failures, recognised by type (device out of memory, SQLAlchemy's
+  ``OperationalError``) — none for bad input, which is recorded as a failed call with its reason
+  while the batch goes on;
 - a markdown summary and a table of flagged calls published as Prefect **artifacts**.
 """
 
@@ -19,42 +21,74 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
+import sys
 import threading
+from collections import OrderedDict
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from models.errors import ModelUnavailableError
-from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
-from qa_rules.records import BadAudioError, CallError
-from qa_rules.records import Conversation, Measures, Scorecard
-from qa_rules.files import OutsideOutputError, make_private_dir
-from pipelines.settings import Settings
-from pipelines.results.store import Store, default_store_url, display_url, worker_identity
-from qa_rules.records import CallSource
+from models.errors import DeviceOutOfMemoryError, ModelUnavailableError
 from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
+from pipelines.results.store import Store, default_store_url, display_url, worker_identity
+from pipelines.settings import Settings
+from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
+from pipelines.shell.sources import SourceCalls
+from pipelines.stages.analysis import AnalysedCall, analyse_call, readable_audio
+from qa_rules.files import OutsideOutputError, make_private_dir
+from qa_rules.records import CallError, CallSource, Scorecard
+
+if TYPE_CHECKING:
+    from pipelines.stages.engines import ModelSettings, SpeechEngines
+    from qa_rules.rulebook import Rulebook
 
 log = logging.getLogger(__name__)
-
-_progress_hook: Callable[[str, str], None] | None = None
-"""Set by the CLI to drive its progress bar (kept out of the flow's parameters, which Prefect
-serialises to its API)."""
-
-
-def set_progress_hook(hook: Callable[[str, str], None] | None) -> None:
-    global _progress_hook
-    _progress_hook = hook
-
 
 BATCH_STORE_ENV = "CALLQA_BATCH_STORE_URL"
 """The store URL when it is not a flow parameter: Prefect keeps flow parameters in its database and
 shows them in its UI, so a URL with a password is handed over in the environment instead."""
 
-TRANSIENT_MARKERS = ("out of memory", "cuda error", "cublas", "database is locked", "temporarily unavailable")
+MODEL_LIMIT_PREFIX = "callqa-model-calls-"
+"""Name prefix of the Prefect global concurrency limit that bounds a run's model calls (see
+:func:`model_call_limit`)."""
+MAX_IN_FLIGHT = 16
+"""Threads of the flow's task runner: an upper bound on calls in flight whatever ``gpu_slots`` says."""
+
+
+# ---------------------------------------------------------------------------- hand-over from the CLI
+@dataclass(frozen=True)
+class LocalRun:
+    """What ``callqa run`` has already done in this process, handed to the flow outside its
+    parameters (Prefect serialises those to its API): the progress hook, the source it read to count
+    the calls, and the rulebook it loaded to refuse a broken one before Prefect starts.  The flow
+    uses each only when it is for the same source / rulebook path it was given, so a deployment run
+    (no CLI) reads them itself."""
+
+    progress: Callable[[str, str], None] | None = None
+    source: str | None = None
+    calls: SourceCalls | None = None
+    rulebook_path: str | None = None
+    rulebook: "Rulebook | None" = None
+
+
+_local_run: LocalRun | None = None
+
+
+@contextmanager
+def local_run(handover: LocalRun) -> Iterator[None]:
+    """Hand ``handover`` to the flow runs started inside this block."""
+    global _local_run
+    _local_run = handover
+    try:
+        yield
+    finally:
+        _local_run = None
 
 
 @dataclass
@@ -88,24 +122,43 @@ class CallAnalysis:
     key: str
     """Content key of the analysis (audio hash + model + parameters)."""
     cached: bool
-    conversation: Conversation
-    measures: Measures
+    analysed: AnalysedCall
 
 
 # ---------------------------------------------------------------------------- per worker process
-_engine_lock = threading.Lock()
+class _LoadedEngines:
+    """The speech models of this worker process by :class:`ModelSettings`, the most recent
+    ``keep`` of them; an evicted set is dropped here, so nothing keeps its memory alive."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._engines: OrderedDict[ModelSettings, SpeechEngines] = OrderedDict()
+
+    def get(self, settings: Settings) -> "SpeechEngines":
+        from pipelines.stages.engines import ModelSettings, SpeechEngines
+
+        key = ModelSettings.of(settings)
+        with self._lock:  # one load per key, even with several calls in flight
+            if key not in self._engines:
+                self._engines[key] = SpeechEngines.load(key)
+                while len(self._engines) > self._keep:
+                    self._engines.popitem(last=False)
+            self._engines.move_to_end(key)
+            return self._engines[key]
+
+    def loaded(self) -> list["SpeechEngines"]:
+        with self._lock:
+            return list(self._engines.values())
 
 
-_LOADED: list = []
+_ENGINES = _LoadedEngines()
 
 
-@lru_cache(maxsize=2)
-def _engines_for(settings_json: str):
-    from pipelines.stages.engines import SpeechEngines
-
-    engines = SpeechEngines.load(Settings.model_validate_json(settings_json))
-    _LOADED.append(engines)
-    return engines
+def worker_engines(settings: Settings) -> "SpeechEngines":
+    """The speech models of this worker process, loaded on first use and kept for every call whose
+    model settings are the same (language, channel map and limits do not reload them)."""
+    return _ENGINES.get(settings)
 
 
 def require_model_files(settings: Settings) -> None:
@@ -120,123 +173,129 @@ def require_model_files(settings: Settings) -> None:
     store.speaker_embedding(settings.embedding)
 
 
-def worker_engines(settings: Settings):
-    """The speech models of this worker process, loaded on first use and kept for every call."""
-    with _engine_lock:
-        return _engines_for(settings.model_dump_json())
+# ---------------------------------------------------------------------------- model-call limit
+@contextmanager
+def model_call_limit(worker: str, slots: int) -> Iterator[str]:
+    """A Prefect global concurrency limit of ``slots`` for this flow run's model calls, named after
+    the worker and deleted when the run ends; yields its name.
+
+    Made by the flow itself: acquiring a limit that does not exist does not wait at all (Prefect
+    skips it with a warning) and would leave model calls unbounded.  One limit per run, not one per
+    host: the API server keeps slot leases in memory, so a slot held by a run killed with SIGKILL
+    would be lost to a shared limit — with one slot, every later run on the host would wait forever
+    — while a killed run's own limit is simply never used again."""
+    from prefect.client.orchestration import get_client
+
+    if slots < 1:
+        raise ValueError(f"gpu_slots must be at least 1 (got {slots})")
+    name = MODEL_LIMIT_PREFIX + worker
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, slots)
+    try:
+        yield name
+    finally:
+        try:
+            with get_client(sync_client=True) as client:
+                client.delete_global_concurrency_limit_by_name(name)
+        except Exception as exc:  # noqa: BLE001 - a leftover limit is unused, never a reason to fail the run
+            log.warning("could not delete concurrency limit %s: %s", name, exc)
 
 
-@lru_cache(maxsize=4)
-def _slots(n: int) -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(n)
+def _model_slot(limit: str) -> Callable[[], AbstractContextManager[None]]:
+    """One slot of the limit around each model call of :func:`analyse_call`.  ``strict``: the limit
+    exists (the flow made it), so a missing one is an error rather than unbounded concurrency; a
+    failed lease renewal (a busy API) must not abort a model call that has the slot."""
+    from prefect.concurrency.sync import concurrency
+
+    return lambda: concurrency(limit, occupy=1, strict=True, raise_on_lease_renewal_failure=False)
+
+
+# ---------------------------------------------------------------------------- retries
+def _device_out_of_memory(exc: BaseException | None) -> bool:
+    if isinstance(exc, DeviceOutOfMemoryError):
+        return True
+    torch = sys.modules.get("torch")  # a process that never imported torch raised no torch error
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def is_transient_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` may not happen again on retry: the device ran out of memory, or the database
+    was busy or unreachable.  Decided by type, so bad input (:class:`CallError`) never is, whatever
+    its message says."""
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError) or _device_out_of_memory(exc)
 
 
 def _is_transient(task_obj, task_run, state) -> bool:
-    """Retry only what may succeed next time; bad input never does."""
+    """Prefect's retry condition: retry only what may succeed next time; after running out of device
+    memory, retry with smaller batches."""
     exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
     if exc is None:
         try:
             state.result(raise_on_failure=True)
         except BaseException as raised:  # noqa: BLE001
             exc = raised
-    if isinstance(exc, CallError):
-        return False
-    text = str(exc).lower()
-    transient = any(marker in text for marker in TRANSIENT_MARKERS)
-    if transient and "out of memory" in text:
-        _shrink_batches()
-    return transient
+    if _device_out_of_memory(exc):
+        _free_device_memory()
+    return is_transient_error(exc)
 
 
-def _shrink_batches() -> None:
-    """After CUDA OOM: halve the diarization batch of the loaded pipelines before the retry."""
-    for engines in list(_LOADED):
-        diarizer = engines._diarizer
-        if diarizer is not None:
-            pipeline = diarizer._pipeline
-            pipeline.embedding_batch_size = max(1, pipeline.embedding_batch_size // 2)
-            pipeline.segmentation_batch_size = max(1, pipeline.segmentation_batch_size // 2)
-    try:
-        import torch
-
+def _free_device_memory() -> None:
+    """After running out of device memory: smaller diarization batches in every loaded engine set,
+    and torch's cached blocks given back (when torch is loaded at all)."""
+    for engines in _ENGINES.loaded():
+        engines.shrink_batches()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
 
 
-# ---------------------------------------------------------------------------- tasks
 _RETRY = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _is_transient, "cache_policy": NO_CACHE}
 
 
-@task(name="transcribe", **_RETRY)
-def transcribe_task(call: CallSource, settings: Settings, gpu_slots: int = 1):
-    """Decode the call once and transcribe it (faster-whisper); returns the audio for the next steps."""
-    from pipelines.stages.audio import decode_audio
-    from pipelines.stages.conversation import transcribe_call
-
-    if not os.access(call.path, os.R_OK):
-        raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
-    try:
-        audio = decode_audio(call.path, max_duration_s=settings.max_duration_s)
-    except BadAudioError as exc:
-        raise BadAudioError(call.call_id, exc.reason) from exc
-    with _slots(gpu_slots):
-        return audio, transcribe_call(audio, worker_engines(settings), call.call_id)
-
-
-@task(name="diarize", **_RETRY)
-def diarize_task(audio, transcript, settings: Settings, gpu_slots: int = 1):
-    """Who is audible when: channel voice activity (stereo) or pyannote diarization (mono)."""
-    from pipelines.stages.conversation import find_speakers
-
-    with _slots(gpu_slots):
-        return find_speakers(audio, transcript, worker_engines(settings))
-
-
-@task(name="measure", cache_policy=NO_CACHE)
-def measure_task(audio, transcript, activity, call: CallSource, settings: Settings) -> tuple[Conversation, Measures]:
-    """Attribute words, label roles, and measure loudness, pitch, rate, silences and overlaps."""
-    from pipelines.stages.conversation import assemble_conversation
-    from pipelines.stages.measures import measure_call
-
-    conversation = assemble_conversation(
-        audio, transcript, activity, worker_engines(settings).device.describe(),
-        call.channel_map or settings.agent_channel, call.metadata(),
-    )
-    return conversation, measure_call(audio, conversation)
-
-
-def analyse(call: CallSource, settings: Settings, cache: AnalysisCache, gpu_slots: int) -> CallAnalysis:
-    """transcribe → diarize → measure as Prefect tasks, or the content-keyed cache when it has them."""
+# ---------------------------------------------------------------------------- tasks
+@task(name="analyse call", **_RETRY)
+def analyse_task(call: CallSource, settings: Settings, cache_dir: str, model_limit: str) -> CallAnalysis:
+    """:func:`analyse_call` for one call, or the content-keyed cache when it has the result.  Model
+    calls take a slot of ``model_limit`` each; decoding and measuring run beside other calls'."""
     from models.model_store import ModelStore
 
-    if not call.path.is_file():
-        raise BadAudioError(call.call_id, f"file not found: {call.path}")
+    path = readable_audio(call)
     model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
-    key = analysis_key(audio_sha256(call.path), settings, model_dir, call.channel_map)
+    key = analysis_key(audio_sha256(path), settings, model_dir, call.channel_map)
+    cache = AnalysisCache(Path(cache_dir))
     hit = cache.get(key)
     if hit is not None:
         conversation, measures = hit
         conversation = conversation.model_copy(
             update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
         )
-        return CallAnalysis(key, True, conversation, measures.model_copy(update={"call_id": call.call_id}))
-    audio, transcript = transcribe_task(call, settings, gpu_slots)
-    activity = diarize_task(audio, transcript, settings, gpu_slots)
-    conversation, measures = measure_task(audio, transcript, activity, call, settings)
-    cache.put(key, conversation, measures)
-    return CallAnalysis(key, False, conversation, measures)
+        return CallAnalysis(key, True, AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id})))
+    analysed = analyse_call(call, settings, lambda: worker_engines(settings), _model_slot(model_limit))
+    cache.put(key, analysed.conversation, analysed.measures)
+    return CallAnalysis(key, False, analysed)
 
 
-@task(name="score call", cache_policy=NO_CACHE)
-def score_call(conversation: Conversation, measures: Measures, out_dir: str, rulebook_path: str | None) -> Scorecard:
-    """Write the call's conversation and measures beside its scorecard (JSON + HTML); return the card."""
+@task(name="score and store", **_RETRY)
+def score_and_store(
+    analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str, input_key: str,
+    rulebook_key: str, redact: bool,
+) -> Scorecard:
+    """Write the call's conversation and measures beside its scorecard (JSON + HTML) and replace its
+    rows in the store — retried when the database is busy; return the card."""
     from pipelines.stages.scoring import score_and_report
 
     out = Path(out_dir)
-    conversation.write(out)
-    measures.write(out)
-    return score_and_report(conversation, measures, out, Path(rulebook_path) if rulebook_path else None)
+    analysed.write(out)
+    card = score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
+    call_id = analysed.conversation.call_id
+    store.save(
+        call_id, worker, input_key, rulebook_key, analysed.conversation, analysed.measures, card,
+        conversation_path=out / f"{call_id}.conversation.json", scorecard_path=out / f"{call_id}.scorecard.json",
+        redact=redact,
+    )
+    return card
 
 
 @task(name="batch summary", cache_policy=NO_CACHE)
@@ -271,7 +330,7 @@ def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result:
 
 
 # ---------------------------------------------------------------------------- flow
-@flow(name="qa-batch", log_prints=True)
+@flow(name="qa-batch", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=MAX_IN_FLIGHT))
 def qa_batch(
     source: str,
     rulebook: str | None = None,
@@ -287,45 +346,54 @@ def qa_batch(
     Parameters: ``rulebook`` (YAML path; default: by call language), ``out`` (scorecards, summary,
     SQLite store), ``store_url`` (SQLAlchemy URL, e.g. ``postgresql://…``; default SQLite in
     ``out``), ``cache_dir`` (analysis cache; default ``out/.cache``), ``gpu_slots`` (concurrent
-    model calls per worker), ``force`` (re-score calls already finished with the same inputs).
+    model calls of this run, bounded by a Prefect concurrency limit), ``force`` (re-score calls
+    already finished with the same inputs).
+
+    Calls are submitted to the task runner, ``gpu_slots + 1`` in flight, so that one call decodes or
+    is measured while others hold the model slots; finished analyses are scored and stored here, in
+    the flow's thread, one at a time.
     """
     from pipelines.shell.sources import read_source
+    from pipelines.stages.scoring import Rulebooks
 
     settings = settings or Settings.load()
+    handed = _local_run or LocalRun()
     os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them
     out_dir = Path(out)
     make_private_dir(out_dir)
     store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
-    cache = AnalysisCache(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
+    cache_folder = str(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
     rulebook_key = _rulebook_key(rulebook)
+    rulebooks = Rulebooks(Path(rulebook) if rulebook else None,
+                          handed.rulebook if rulebook and handed.rulebook_path == rulebook else None)
     # A missing model stops the run here with its fix, instead of failing every call one by one.
     require_model_files(settings)
-    found = read_source(source)
+    found = handed.calls if handed.calls is not None and handed.source == source else read_source(source)
     calls = found.calls
     store.register(calls)
     worker = worker_identity()
     result = BatchResult(total=len(found), out_dir=str(out_dir), store_url=display_url(store.url))
     rows: list[SummaryRow] = []
-    notify = _progress_hook or (lambda call_id, status: None)
+    notify = handed.progress or (lambda call_id, status: None)
     for entry in found.rejected:
         log.warning("%s: %s — skipped", entry.label, entry.reason)
         result.refused[entry.call_id or entry.label] = entry.reason
         rows.append(SummaryRow.failure(entry.call_id or entry.label, entry.reason))
         notify(entry.call_id or entry.label, "refused")
-    for call in calls:
-        input_key = _input_key(call, settings)
-        if not store.claim(call.call_id, worker, input_key, rulebook_key, force=force):
-            result.skipped.append(call.call_id)
-            notify(call.call_id, "skipped")
-            continue
+
+    finished: queue.Queue = queue.Queue()
+    in_flight: dict[object, tuple[CallSource, str]] = {}
+
+    def record(future) -> None:
+        """Score and store one finished analysis, or record why the call failed (that call only)."""
+        call, input_key = in_flight.pop(future)
         try:
-            analysis = analyse(call, settings, cache, gpu_slots)
+            analysis: CallAnalysis = future.result()
             (result.cached if analysis.cached else result.transcribed).append(call.call_id)
-            card = score_call(analysis.conversation, analysis.measures, str(out_dir), rulebook)
-            store.save(
-                call.call_id, worker, input_key, rulebook_key, analysis.conversation, analysis.measures, card,
-                conversation_path=out_dir / f"{call.call_id}.conversation.json",
-                scorecard_path=out_dir / f"{call.call_id}.scorecard.json", redact=settings.redact_store,
+            conversation = analysis.analysed.conversation
+            card = score_and_store(
+                analysis.analysed, rulebooks.for_language(conversation.language), str(out_dir),
+                store, worker, input_key, rulebook_key, settings.redact_store,
             )
             rows.append(SummaryRow.from_scorecard(card))
             result.done.append(call.call_id)
@@ -337,11 +405,29 @@ def qa_batch(
             _record_failure(store, worker, call, str(exc), result, rows)
             notify(call.call_id, "failed")
         except ModelUnavailableError:
-            store.release(call.call_id)
+            for held, _ in [(call, input_key), *in_flight.values()]:  # the worker is at fault, not the calls
+                store.release(held.call_id)
             raise
         except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
             _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
             notify(call.call_id, "failed")
+
+    window = min(gpu_slots + 1, MAX_IN_FLIGHT)
+    with model_call_limit(worker, gpu_slots) as limit:
+        for call in calls:
+            while len(in_flight) >= window:
+                record(finished.get())
+            # claimed only when about to be submitted: calls not started yet stay free for other workers
+            input_key = _input_key(call, settings)
+            if not store.claim(call.call_id, worker, input_key, rulebook_key, force=force):
+                result.skipped.append(call.call_id)
+                notify(call.call_id, "skipped")
+                continue
+            future = analyse_task.submit(call, settings, cache_folder, limit)
+            in_flight[future] = (call, input_key)
+            future.add_done_callback(finished.put)
+        while in_flight:
+            record(finished.get())
     # The summary covers every call of the source, including those finished earlier or elsewhere.
     rows += rows_from_store(store, {c.call_id for c in calls} - {r.call_id for r in rows})
     result.summary_html = summarise(rows, str(out_dir), rulebook or "default by language", result)

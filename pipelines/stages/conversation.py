@@ -1,8 +1,8 @@
 """Stage 1: a decoded call becomes a :class:`Conversation` — who said what, when, in which role.
 
-Three steps, each a plain function the Prefect flow runs as its own task: :func:`transcribe_call`
-(language and words), :func:`find_speakers` (voice activity per channel, or pyannote diarization)
-and :func:`assemble_conversation` (words to speakers, utterances, roles).
+Three steps, each a plain function that :func:`pipelines.stages.analysis.analyse_call` chains:
+:func:`transcribe_call` (language and words), :func:`find_speakers` (voice activity per channel, or
+pyannote diarization) and :func:`assemble_conversation` (words to speakers, utterances, roles).
 
 Stereo calls with one party per channel are transcribed channel by channel (each channel is its
 own speaker; overlaps survive untouched).  Mono calls are transcribed once and diarized by pyannote;
@@ -66,11 +66,11 @@ class SpeakerActivity:
 
 
 def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, language: str | None = None) -> Transcript:
-    """Stage: language (detected or forced) and words.  Raises :class:`CallError` for a silent call."""
+    """Stage: language (``language`` when forced, else detected) and words.  Raises
+    :class:`CallError` for a silent call."""
     mix = audio.mono()
     if rms_dbfs(mix) < SILENT_DBFS:
         raise CallError(call_id, "transcribe", f"recording is silent (level {rms_dbfs(mix):.0f} dBFS)")
-    language = language or engines.settings.language
     language_probability = None
     if not language:
         language, language_probability = engines.transcriber.detect_language(mix)
@@ -167,25 +167,6 @@ def assemble_conversation(
         ),
         metadata={k: str(v) for k, v in (metadata or {}).items() if v not in (None, "")},
         audio_damage=audio.damage,
-    )
-
-
-def build_conversation(
-    audio: CallAudio,
-    engines: SpeechEngines,
-    call_id: str | None = None,
-    language: str | None = None,
-    agent_channel: str | None = None,
-    metadata: dict[str, str] | None = None,
-) -> Conversation:
-    """Transcribe, find the speakers, attribute and label one call (the three stages in a row).
-    Raises :class:`CallError` for unusable audio."""
-    call_id = call_id or call_id_for(audio.source)
-    transcript = transcribe_call(audio, engines, call_id, language)
-    activity = find_speakers(audio, transcript, engines)
-    return assemble_conversation(
-        audio, transcript, activity, engines.device.describe(),
-        agent_channel or engines.settings.agent_channel, metadata,
     )
 
 

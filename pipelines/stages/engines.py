@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from models.device import DeviceChoice, choose_device
-from models.diarization import Diarizer
+from models.diarization import DiarizationOptions, Diarizer
 from models.model_store import ModelStore
-from models.transcription import Transcriber
+from models.transcription import Transcriber, TranscriptionOptions
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,45 +29,83 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class ModelSettings:
+    """The settings that decide which models are loaded and how they decode — nothing else.
+
+    Loaded engines are cached under this key: a change of language, channel map, duration limit or
+    redaction must reuse the models already in memory, not load a second copy of them."""
+
+    model_store: Path
+    asr_model: str
+    device: str
+    compute_type: str | None
+    threads: int | None
+    transcription: TranscriptionOptions
+    diarization: DiarizationOptions
+    segmentation: Path | None
+    embedding: Path | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> "ModelSettings":
+        return cls(
+            model_store=Path(settings.model_store), asr_model=settings.asr_model, device=settings.device,
+            compute_type=settings.compute_type, threads=settings.threads,
+            transcription=settings.transcription_options(), diarization=settings.diarization_options(),
+            segmentation=settings.segmentation, embedding=settings.embedding,
+        )
+
+
 @dataclass
 class SpeechEngines:
     """The transcriber, and the diarizer loaded on first need (stereo calls never need it)."""
 
-    settings: Settings
+    models: ModelSettings
     store: ModelStore
     device: DeviceChoice
     transcriber: Transcriber
     _diarizer: Diarizer | None = field(default=None, repr=False)
     _voice_embedder: object | None = field(default=None, repr=False)
+    _lazy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Calls in flight at once (the flow's threads) must not load the lazy models twice."""
 
     @classmethod
-    def load(cls, settings: Settings) -> "SpeechEngines":
-        store = ModelStore(settings.model_store)
-        device = choose_device(settings.device, settings.compute_type, settings.threads)
-        transcriber = Transcriber(store.whisper(settings.asr_model), device, settings.transcription_options())
+    def load(cls, settings: Settings | ModelSettings) -> "SpeechEngines":
+        models = settings if isinstance(settings, ModelSettings) else ModelSettings.of(settings)
+        store = ModelStore(models.model_store)
+        device = choose_device(models.device, models.compute_type, models.threads)
+        transcriber = Transcriber(store.whisper(models.asr_model), device, models.transcription)
         # Fail now, not on the first mono call, when the diarization weights are missing.
-        store.segmentation(settings.segmentation)
-        store.speaker_embedding(settings.embedding)
-        return cls(settings, store, device, transcriber)
+        store.segmentation(models.segmentation)
+        store.speaker_embedding(models.embedding)
+        return cls(models, store, device, transcriber)
 
     @property
     def voice_embedder(self):
         """CAM++ embeddings for comparing voices on one channel (transfers); loaded on first need."""
-        if self._voice_embedder is None:
-            from models.speaker_embedding import VoiceEmbedder
+        with self._lazy_lock:
+            if self._voice_embedder is None:
+                from models.speaker_embedding import VoiceEmbedder
 
-            self._voice_embedder = VoiceEmbedder(
-                self.store.speaker_embedding(self.settings.embedding), str(self.device.torch_device())
-            )
-        return self._voice_embedder
+                self._voice_embedder = VoiceEmbedder(
+                    self.store.speaker_embedding(self.models.embedding), str(self.device.torch_device())
+                )
+            return self._voice_embedder
 
     @property
     def diarizer(self) -> Diarizer:
-        if self._diarizer is None:
-            self._diarizer = Diarizer(
-                self.store.segmentation(self.settings.segmentation),
-                self.store.speaker_embedding(self.settings.embedding),
-                self.device,
-                self.settings.diarization_options(),
-            )
-        return self._diarizer
+        with self._lazy_lock:
+            if self._diarizer is None:
+                self._diarizer = Diarizer(
+                    self.store.segmentation(self.models.segmentation),
+                    self.store.speaker_embedding(self.models.embedding),
+                    self.device,
+                    self.models.diarization,
+                )
+            return self._diarizer
+
+    def shrink_batches(self) -> None:
+        """After the device ran out of memory: smaller diarization batches for the retry (only
+        when the diarizer is loaded — loading it here would cost the memory being freed)."""
+        if self._diarizer is not None:
+            self._diarizer.halve_batches()

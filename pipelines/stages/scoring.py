@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa_rules.records import CallError, Conversation, Measures, Scorecard
 from pipelines.reports.scorecard_html import render_scorecard_html
 from pipelines.reports.summary import SummaryRow
+
+if TYPE_CHECKING:
+    from qa_rules.rulebook import Rulebook
 
 
 def load_rulebook_for(language: str, rulebook_path: Path | None):
@@ -32,6 +36,26 @@ def _parsed_rulebook(path: str, mtime_ns: int, size: int):
     import qa_rules
 
     return qa_rules.load_rulebook(Path(path))
+
+
+class Rulebooks:
+    """The rulebooks of one run, each parsed once: the named one for every call, or each language's
+    default on the first call in that language.  Parsing and validating the YAML costs more than
+    scoring a call, so a batch must not pay it per call."""
+
+    def __init__(self, rulebook_path: Path | None = None, loaded: "Rulebook | None" = None):
+        self._path = Path(rulebook_path) if rulebook_path else None
+        self._books: dict[Path, Rulebook] = {}
+        if self._path is not None and loaded is not None:
+            self._books[self._path] = loaded
+
+    def for_language(self, language: str) -> "Rulebook":
+        import qa_rules
+
+        path = self._path or qa_rules.default_rulebook_path(language)
+        if path not in self._books:
+            self._books[path] = load_rulebook_for(language, path)
+        return self._books[path]
 
 
 def score_and_report(
