@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from qa_rules.records import Conversation, Measures, Utterance
+from qa_rules.records import EvidenceItem as Evidence
 
 from .matching import Doc, DocSet, find_regex
 from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex
@@ -20,16 +21,6 @@ if TYPE_CHECKING:  # the rulebook imports the operators, which import this modul
     from .rulebook import Rulebook, Situation
 
 Verdict = Literal["pass", "fail", "na"]
-
-
-@dataclass
-class Evidence:
-    start: float
-    end: float
-    speaker: str | None = None
-    text: str | None = None
-    measured: float | str | None = None
-    expected: str | None = None
 
 
 @dataclass

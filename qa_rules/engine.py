@@ -5,7 +5,6 @@ stored call with an edited rulebook is instant."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 
 from qa_rules.records import Conversation, Measures
 
@@ -112,7 +111,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
                 fatal=rule.fatal,
                 source=rule.source,
                 note=outcome.note,
-                evidence=[EvidenceItem(**asdict(e)) for e in outcome.evidence],
+                evidence=list(outcome.evidence),
             )
         )
     percent = 100.0 * total / maximum if maximum > 0 else 100.0

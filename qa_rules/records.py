@@ -12,7 +12,7 @@ Times are seconds from the start of the recording, as floats, everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -258,13 +258,29 @@ class Measures(_Record):
 Verdict = Literal["pass", "fail", "na"]
 
 
-class EvidenceItem(BaseModel):
+@dataclass
+class EvidenceItem:
+    """One piece of evidence for a verdict: when, who, the words, the measured value and what the
+    rule expected.  A plain dataclass, so the rule operators build thousands of them cheaply; the
+    scorecard validates and serialises it like its other fields."""
+
     start: float
     end: float
     speaker: str | None = None
     text: str | None = None
     measured: float | str | None = None
     expected: str | None = None
+
+    def __post_init__(self) -> None:
+        # numbers as the scorecard has always written them (0 → 0.0), validated or not
+        self.start, self.end = float(self.start), float(self.end)
+        if isinstance(self.measured, int):
+            self.measured = float(self.measured)
+
+
+def evidence_dicts(items: Iterable[EvidenceItem]) -> list[dict]:
+    """Evidence as JSON-ready dicts, in field order (what ``scorecard.json`` and the store hold)."""
+    return [asdict(item) for item in items]
 
 
 def category_verdict(verdicts: Iterable[str]) -> Verdict:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from pipelines.results.period import Period, call_month
 from pipelines.results.store import (  # noqa: F401  (STORE_URL_ENV, StoreNotFoundError: used by notebooks and commands)
     STORE_URL_ENV, CallRow, CategoryResultRow, RuleResultRow, Store, StoreNotFoundError, decode_evidence,
-    open_existing_store, resolve_store_url, rule_title,
+    evidence_dicts, open_existing_store, resolve_store_url, rule_title,
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def load_rule_results(store: Store, call_ids: list[str] | None = None) -> pd.Dat
         RuleResultRow.title_zh, RuleResultRow.title_en,
     ).join(CallRow, CallRow.call_id == RuleResultRow.call_id).where(CallRow.status == "done")
     frame = _read(store, query.order_by(RuleResultRow.call_id, RuleResultRow.id), call_ids)
-    frame["evidence"] = [[e.model_dump(mode="json") for e in decode_evidence(text, f"call {call}")]
+    frame["evidence"] = [evidence_dicts(decode_evidence(text, f"call {call}"))
                          for text, call in zip(frame["evidence"], frame["call_id"])]
     frame["title"] = [rule_title(zh, en) for zh, en in zip(frame.pop("title_zh"), frame.pop("title_en"))]
     frame["fatal"] = frame["fatal"].astype(bool)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from qa_rules.records import CallSource, Conversation, EvidenceItem, Measures, Scorecard, hold_seconds
+from qa_rules.records import CallSource, Conversation, EvidenceItem, Measures, Scorecard, evidence_dicts, hold_seconds
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def evidence_json(items: list[EvidenceItem]) -> str:
     """Evidence as the store keeps it.  The text is what :func:`result_key` fingerprints, so it must
     stay byte-for-byte what earlier versions wrote for the same evidence (a review would otherwise
     turn stale on an upgrade)."""
-    return json.dumps([item.model_dump(mode="json") for item in items], ensure_ascii=False)
+    return json.dumps(evidence_dicts(items), ensure_ascii=False)
 
 
 def decode_evidence(value: str | None, where: str = "") -> list[EvidenceItem]:
@@ -466,7 +466,7 @@ def _redacted_results(conversation: Conversation, card: Scorecard) -> tuple[Conv
     ]})
     rules = [
         r.model_copy(update={"evidence": _EVIDENCE.validate_python(
-            redact_json_text([e.model_dump(mode="json") for e in r.evidence], language)
+            redact_json_text(evidence_dicts(r.evidence), language)
         )})
         for r in card.rules
     ]

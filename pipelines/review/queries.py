@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -349,7 +349,7 @@ def redacted_view(view: CallView) -> CallView:
     for f in view.flags:
         f.reason = redact_text(f.reason, language)
     for r in view.rules:
-        r.evidence = [e.model_copy(update={"text": redact_text(e.text, language) if e.text else e.text}) for e in r.evidence]
+        r.evidence = [replace(e, text=redact_text(e.text, language) if e.text else e.text) for e in r.evidence]
         for review in r.reviews:
             review.note = redact_text(review.note or "", language)
     return view

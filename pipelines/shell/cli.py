@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -28,6 +30,38 @@ THREADS_OPTION = typer.Option(None, help="CPU threads for the models.")
 LANGUAGE_OPTION = typer.Option(None, help="Force the language (zh, en); default: detect per call.")
 NUM_SPEAKERS_OPTION = typer.Option(None, help="Force the number of speakers in mono calls (default: clustering chooses 1 to 3).")
 AGENT_CHANNEL_OPTION = typer.Option(None, help="Stereo channel map: 'left' or 'right' holds the agent.")
+
+SPEECH_OPTIONS: dict[str, tuple[object, object]] = {
+    "config": (Optional[Path], CONFIG_OPTION),
+    "asr_model": (Optional[str], ASR_MODEL_OPTION),
+    "device": (Optional[str], DEVICE_OPTION),
+    "threads": (Optional[int], THREADS_OPTION),
+    "language": (Optional[str], LANGUAGE_OPTION),
+    "num_speakers": (Optional[int], NUM_SPEAKERS_OPTION),
+    "agent_channel": (Optional[str], AGENT_CHANNEL_OPTION),
+}
+
+
+def with_speech_settings(command: Callable) -> Callable:
+    """Give a command the shared speech-settings options and call it with the merged
+    :class:`Settings` as ``settings`` (defaults < config file < environment < these flags), so
+    each command declares them once, here, and cannot drift from the others."""
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.name != "settings"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in SPEECH_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def run_with_settings(*args, **kwargs):
+        flags = {name: kwargs.pop(name, None) for name in SPEECH_OPTIONS}
+        return command(*args, settings=_settings(**flags), **kwargs)
+
+    run_with_settings.__signature__ = signature.replace(parameters=kept + added)  # read by typer
+    run_with_settings.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items() if k != "settings"},
+        **{name: kind for name, (kind, _) in SPEECH_OPTIONS.items()},
+    }
+    return run_with_settings
 
 EXIT_PARTIAL = 3
 """Exit status when some calls failed and the others were written."""
@@ -90,27 +124,22 @@ def models_list(store: Optional[Path] = typer.Option(None)) -> None:
 
 
 @app.command()
+@with_speech_settings
 def transcribe(
     inputs: list[str] = typer.Argument(..., help="Call recordings, folders or globs."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <call_id>.conversation.json files."),
-    config: Optional[Path] = CONFIG_OPTION,
-    asr_model: Optional[str] = ASR_MODEL_OPTION,
-    device: Optional[str] = DEVICE_OPTION,
-    threads: Optional[int] = THREADS_OPTION,
-    language: Optional[str] = LANGUAGE_OPTION,
-    num_speakers: Optional[int] = NUM_SPEAKERS_OPTION,
-    agent_channel: Optional[str] = AGENT_CHANNEL_OPTION,
+    settings=None,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Write a speaker-attributed, role-labelled transcript per call (``<call_id>.conversation.json``)
     and its measures (``<call_id>.measures.json``)."""
     _setup_logging(verbose)
-    settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
     _require_output_folder(out)
     _transcribe_files(inputs, out, settings)
 
 
 @app.command()
+@with_speech_settings
 def run(
     source: str = typer.Argument(..., help="A folder of calls, a glob, or a manifest CSV (call_id, path, agent_id, team, started_at, direction, channel_map)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for conversations, measures, scorecards, summary, SQLite store."),
@@ -119,13 +148,7 @@ def run(
     cache_dir: Optional[Path] = typer.Option(None, help="Analysis cache folder (default: OUT/.cache/analysis)."),
     gpu_slots: int = typer.Option(1, min=1, help="Concurrent model calls per worker (a Prefect concurrency limit)."),
     force: bool = typer.Option(False, help="Re-score calls already finished with the same inputs."),
-    config: Optional[Path] = CONFIG_OPTION,
-    asr_model: Optional[str] = ASR_MODEL_OPTION,
-    device: Optional[str] = DEVICE_OPTION,
-    threads: Optional[int] = THREADS_OPTION,
-    language: Optional[str] = LANGUAGE_OPTION,
-    num_speakers: Optional[int] = NUM_SPEAKERS_OPTION,
-    agent_channel: Optional[str] = AGENT_CHANNEL_OPTION,
+    settings=None,
     json_result: Optional[Path] = typer.Option(None, help="Also write what the run did as JSON here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -137,7 +160,6 @@ def run(
     # Prefect gives its local API 20 s to start; a loaded GPU host (or two runs starting together)
     # needs longer, and a run that gives up there processes nothing
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_S))
-    settings = _settings(config, asr_model, device, threads, language, num_speakers, agent_channel)
     _require_output_folder(out)
     # a broken rulebook stops the run before any audio is touched; the flow scores with this copy
     book = _load_rulebook(rulebook) if rulebook else None
