@@ -80,30 +80,35 @@ class SearchHit:
     started_at: str | None
 
 
+_INDEX_DDL: dict[str, tuple[str, ...]] = {
+    # the dialect's "is it there?" query, then the statements that create the index
+    "sqlite": (
+        "SELECT count(*) FROM sqlite_master WHERE name = :n",
+        f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5(terms, pinyin, utterance_id UNINDEXED, "
+        "call_id UNINDEXED, tokenize = 'unicode61')",
+    ),
+    "postgresql": (
+        "SELECT to_regclass(:n) IS NOT NULL",
+        f"CREATE TABLE {INDEX_TABLE} (utterance_id INTEGER PRIMARY KEY, call_id VARCHAR(200), "
+        "terms TEXT, pinyin TEXT, terms_tsv tsvector, pinyin_tsv tsvector)",
+        f"CREATE INDEX {INDEX_TABLE}_terms ON {INDEX_TABLE} USING GIN (terms_tsv)",
+        f"CREATE INDEX {INDEX_TABLE}_pinyin ON {INDEX_TABLE} USING GIN (pinyin_tsv)",
+        f"CREATE INDEX {INDEX_TABLE}_call ON {INDEX_TABLE} (call_id)",
+    ),
+}
+
+
 def ensure_index(engine: Engine | Connection) -> None:
     """Create the full-text index if the store has none, and fill it from the stored utterances.
     Given a connection, inside its transaction (the store's schema upgrade, which holds the lock
     that keeps two workers from creating the index at once)."""
     with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
-        if conn.dialect.name == "sqlite":
-            exists = conn.execute(text("SELECT name FROM sqlite_master WHERE name = :n"), {"n": INDEX_TABLE}).first()
-            if not exists:
-                conn.execute(text(
-                    f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5(terms, pinyin, utterance_id UNINDEXED, "
-                    "call_id UNINDEXED, tokenize = 'unicode61')"
-                ))
-        elif conn.dialect.name == "postgresql":
-            exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": INDEX_TABLE}).scalar()
-            if not exists:
-                conn.execute(text(
-                    f"CREATE TABLE {INDEX_TABLE} (utterance_id INTEGER PRIMARY KEY, call_id VARCHAR(200), "
-                    "terms TEXT, pinyin TEXT, terms_tsv tsvector, pinyin_tsv tsvector)"
-                ))
-                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_terms ON {INDEX_TABLE} USING GIN (terms_tsv)"))
-                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_pinyin ON {INDEX_TABLE} USING GIN (pinyin_tsv)"))
-                conn.execute(text(f"CREATE INDEX {INDEX_TABLE}_call ON {INDEX_TABLE} (call_id)"))
-        else:
+        if conn.dialect.name not in _INDEX_DDL:
             raise RuntimeError(f"transcript search needs SQLite or PostgreSQL, not {conn.dialect.name}")
+        exists_query, *create = _INDEX_DDL[conn.dialect.name]
+        if not conn.execute(text(exists_query), {"n": INDEX_TABLE}).scalar():
+            for statement in create:
+                conn.execute(text(statement))
         indexed = conn.execute(text(f"SELECT count(*) FROM {INDEX_TABLE}")).scalar()
         stored = conn.execute(text("SELECT count(*) FROM utterances")).scalar()
         if stored and not indexed:
