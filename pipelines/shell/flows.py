@@ -60,6 +60,13 @@ MODEL_LIMIT_PREFIX = "callqa-model-calls-"
 MAX_IN_FLIGHT = 16
 """Threads of the flow's task runner: an upper bound on calls in flight whatever ``gpu_slots`` says."""
 
+SLOT_WAIT_ENV = "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS"
+os.environ.setdefault(SLOT_WAIT_ENV, "1")
+"""A call waiting for a model slot asks again after the Prefect server's ``Retry-After``, which by
+default grows to the slot's average occupancy, up to 30 s: the core would idle that long after
+each model call (a 22-call batch took minutes longer).  One second for the local (ephemeral) API
+this process starts; a separately started ``prefect server`` wants the same variable (README)."""
+
 
 # ---------------------------------------------------------------------------- hand-over from the CLI
 @dataclass(frozen=True)
