@@ -149,25 +149,60 @@ class DocSet:
 
     def __init__(self, docs: Sequence[Doc]) -> None:
         self.docs = list(docs)
-        self._windows: dict[tuple[int, bool], tuple[list[str], list[tuple[int, int]], dict[str, list[int]]]] = {}
+        self._windows: dict[tuple[int, bool], tuple[list[str], list[tuple[int, int]]]] = {}
+        self._indexes: dict[tuple[int, bool], dict[str, list[int]]] = {}
+        self._joined: dict[bool, list[tuple[str, list[int]]]] = {}
+        self._flat: list[tuple[str, list[int]]] | None = None
         self._found: dict[tuple, dict[int, list[Match]]] = {}
 
-    def _runs(self, size: int, cjk: bool) -> tuple[list[str], list[tuple[int, int]], dict[str, list[int]]]:
-        """Every run of ``size`` units (joined), where it starts (doc, unit) and an index by text."""
+    def _joined_units(self, cjk: bool) -> list[tuple[str, list[int]]]:
+        """Per doc: its units joined (no separator for Chinese, a space for words) and where each
+        unit starts in that string, so any run of units is one slice."""
+        if cjk not in self._joined:
+            sep = "" if cjk else " "
+            joined = []
+            for doc in self.docs:
+                starts, at = [], 0
+                for unit in doc.units:
+                    starts.append(at)
+                    at += len(unit) + len(sep)
+                starts.append(at)
+                joined.append((sep.join(doc.units), starts))
+            self._joined[cjk] = joined
+        return self._joined[cjk]
+
+    def _runs(self, size: int, cjk: bool) -> tuple[list[str], list[tuple[int, int]]]:
+        """Every run of ``size`` units (joined as :func:`_joiner` does) and where it starts (doc, unit)."""
         key = (size, cjk)
         if key not in self._windows:
+            trim = 0 if cjk else 1  # the separator after a run's last word is not part of it
             texts: list[str] = []
             where: list[tuple[int, int]] = []
-            for d, doc in enumerate(self.docs):
-                units = doc.units
-                for i in range(len(units) - size + 1):
-                    texts.append(_joiner(units[i : i + size], cjk))
+            for d, (text, starts) in enumerate(self._joined_units(cjk)):
+                for i in range(len(starts) - 1 - size + 1):
+                    texts.append(text[starts[i] : starts[i + size] - trim])
                     where.append((d, i))
-            index: dict[str, list[int]] = {}
-            for k, text in enumerate(texts):
-                index.setdefault(text, []).append(k)
-            self._windows[key] = (texts, where, index)
+            self._windows[key] = (texts, where)
         return self._windows[key]
+
+    def _index(self, size: int, cjk: bool) -> dict[str, list[int]]:
+        """Runs of ``size`` units by their text, for exact phrases."""
+        key = (size, cjk)
+        if key not in self._indexes:
+            index: dict[str, list[int]] = {}
+            for k, text in enumerate(self._runs(size, cjk)[0]):
+                index.setdefault(text, []).append(k)
+            self._indexes[key] = index
+        return self._indexes[key]
+
+    def _alphanumeric(self) -> list[tuple[str, list[int]]]:
+        """Per doc: its letters and digits only, and where each stands in the doc's characters."""
+        if self._flat is None:
+            self._flat = []
+            for doc in self.docs:
+                where = [i for i, c in enumerate(doc.chars) if c.isalnum()]
+                self._flat.append(("".join(doc.chars[i] for i in where), where))
+        return self._flat
 
     def find(self, phrase: str, similarity: float = 0.85, pinyin: bool = True,
              min_fuzzy_units: int | None = None) -> dict[int, list[Match]]:
@@ -182,8 +217,7 @@ class DocSet:
         if not pinyin:
             phrase_clean = clean(phrase).strip()
             if has_cjk(phrase_clean):
-                found = {d: _exact_characters(doc, phrase_clean) for d, doc in enumerate(self.docs)}
-                return {d: m for d, m in found.items() if m}
+                return self._exact_characters(phrase_clean)
             similarity = 1.0  # English without sound matching: whole words, exact.
         cjk, p_units = _phrase_sound(phrase)
         if not p_units:
@@ -199,9 +233,9 @@ class DocSet:
         for size in [n] if exact_only else [n, n - 1, n + 1]:
             if size < 1:
                 continue
-            texts, where, index = self._runs(size, cjk)
+            texts, where = self._runs(size, cjk)
             if exact_only:
-                scored = [(k, 1.0) for k in index.get(target, [])]
+                scored = [(k, 1.0) for k in self._index(size, cjk).get(target, [])]
             else:
                 cutoff = similarity * 100.0 - 1e-6  # the bar is checked again below on the 0–1 scale
                 scored = [(k, 1.0 if texts[k] == target else score / 100.0)
@@ -218,17 +252,16 @@ class DocSet:
             per_doc.setdefault(d, []).append(Match(s, e, doc.chars[s:e], score))
         return {d: _non_overlapping(found) for d, found in per_doc.items()}
 
-
-def _exact_characters(doc: Doc, phrase_clean: str) -> list[Match]:
-    """The phrase's characters, letters and digits only, exactly as written."""
-    out = []
-    target = re.sub(r"[^\w]", "", phrase_clean)
-    flat = [(i, c) for i, c in enumerate(doc.chars) if c.isalnum()]
-    flat_text = "".join(c for _, c in flat)
-    for m in re.finditer(re.escape(target), flat_text):
-        s, e = flat[m.start()][0], flat[m.end() - 1][0] + 1
-        out.append(Match(s, e, doc.chars[s:e], 1.0))
-    return out
+    def _exact_characters(self, phrase_clean: str) -> dict[int, list[Match]]:
+        """The phrase's characters, letters and digits only, exactly as written."""
+        target = re.escape(re.sub(r"[^\w]", "", phrase_clean))
+        out: dict[int, list[Match]] = {}
+        for d, (flat_text, where) in enumerate(self._alphanumeric()):
+            chars = self.docs[d].chars
+            for m in re.finditer(target, flat_text):
+                s, e = where[m.start()], where[m.end() - 1] + 1
+                out.setdefault(d, []).append(Match(s, e, chars[s:e], 1.0))
+        return out
 
 
 def find_text(doc: Doc, phrase: str, similarity: float = 0.85, pinyin: bool = True, min_fuzzy_units: int | None = None) -> list[Match]:

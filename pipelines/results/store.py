@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -481,8 +482,8 @@ def _redacted(table: str, frame, connection):
     def evidence(value: str, language: str) -> str:  # quotes only: times and speakers stay
         items = decode_evidence(value, "export")
         return evidence_json([
-            item.model_copy(update={k: redact_json_text(v, language) for k in ("text", "measured", "expected")
-                                    if isinstance(v := getattr(item, k), str)})
+            replace(item, **{k: redact_json_text(v, language) for k in ("text", "measured", "expected")
+                             if isinstance(v := getattr(item, k), str)})
             for item in items
         ])
 
