@@ -19,3 +19,4 @@ bench: install
 	.venv/bin/python bench/bench_roles.py
 	.venv/bin/python bench/bench_redaction.py
 	PYTHONPATH=. .venv/bin/python -m bench.bench_startup
+	PYTHONPATH=. .venv/bin/python -m bench.bench_rescore

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from qa_rules.matching import Doc, find_regex, find_text
+from qa_rules.matching import Doc, Match, find_regex, find_text
 
 
 def doc(text: str) -> Doc:
@@ -58,3 +59,84 @@ def test_regex_keeps_punctuation():
     assert find_regex(d, re.compile(r"喂\s*[,.!?]?\s*什么"))
     assert find_regex(d, re.compile(r"(^|[,.!?])\s*什么\s*[?!]"))
     assert not find_regex(doc("请问您办理什么业务?"), re.compile(r"(^|[,.!?])\s*什么\s*[?!]"))
+
+
+# --- the call-wide search (DocSet) against the plain per-utterance sliding window it replaced ---
+def _reference_find(d: Doc, phrase: str, similarity: float) -> list[tuple[int, int, str, float]]:
+    """The straightforward definition: at each start, the best of the windows of the phrase's
+    length, one shorter and one longer (ties in that order), then non-overlapping best first."""
+    from rapidfuzz import fuzz
+
+    from qa_rules.matching import _non_overlapping, clean, has_cjk, units_of
+
+    phrase_clean = clean(phrase).strip()
+    cjk = has_cjk(phrase_clean)
+    p_units, _ = units_of(phrase_clean)
+    if not p_units or not d.units:
+        return []
+    n = len(p_units)
+    exact_only = n < (3 if cjk else 2) or similarity >= 1.0
+    join = "".join if cjk else " ".join
+    target = join(p_units)
+    found = []
+    for i in range(len(d.units)):
+        best = None
+        for size in [n] if exact_only else [n, n - 1, n + 1]:
+            if size < 1 or i + size > len(d.units):
+                continue
+            cand = join(d.units[i : i + size])
+            score = 1.0 if cand == target else (0.0 if exact_only else fuzz.ratio(cand, target) / 100.0)
+            if score >= (1.0 if exact_only else similarity) and (best is None or score > best[0]):
+                best = (score, size)
+        if best is not None:
+            s, e = d.spans[i][0], d.spans[i + best[1] - 1][1]
+            found.append(Match(s, e, d.chars[s:e], best[0]))
+    return [(m.char_start, m.char_end, m.text, m.score) for m in _non_overlapping(found)]
+
+
+def _rulebook_phrases() -> set[str]:
+    import qa_rules
+
+    phrases: set[str] = set()
+
+    def walk(node):  # phrases are strings in lists or {text: ...}; other strings only add cases
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                phrases.add(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                phrases.update([value] if isinstance(value, str) and value.strip() else [])
+                walk(value)
+
+    for language in ("zh", "en"):
+        walk(qa_rules.load_rulebook(qa_rules.default_rulebook_path(language)).model_dump())
+    return phrases
+
+
+def test_call_wide_search_finds_exactly_what_the_per_utterance_window_finds():
+    """Every phrase of both default rulebooks in every utterance of the saved fixture calls, exact
+    and fuzzy: the batched search (runs sliced from joined pinyin, rapidfuzz's batch scorer with a
+    cut-off) returns the same matches, scores included."""
+    from qa_rules.matching import DocSet
+    from qa_rules.records import Conversation
+
+    phrases = sorted(_rulebook_phrases())
+    assert len(phrases) > 100
+    docs = [
+        Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
+        for path in sorted((Path(__file__).parent / "fixtures" / "calls").glob("*.conversation.json"))
+        for u in Conversation.read(path).utterances
+    ]
+    together = DocSet(docs)
+    compared = hits = 0
+    for phrase in phrases:
+        for similarity in (0.85, 0.7, 1.0):
+            by_doc = together.find(phrase, similarity)
+            for k, d in enumerate(docs):
+                got = [(m.char_start, m.char_end, m.text, m.score) for m in by_doc.get(k, [])]
+                assert got == _reference_find(d, phrase, similarity), (phrase, similarity, d.chars)
+                compared += 1
+                hits += len(got)
+    assert hits > 50 and compared > 10_000
