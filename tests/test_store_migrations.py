@@ -184,3 +184,27 @@ def test_the_models_match_the_migrated_schema(tmp_path):
             "include_name": lambda name, kind, parent: not (kind == "table" and name.startswith("utterance_search")),
         })
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_a_claim_held_by_a_killed_unreaped_process_is_dead():
+    """A flow run killed together with its worker is an orphan nobody may reap (a container's first
+    process often does not): it still answers kill(pid, 0), yet its calls must be taken over."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.results.store import CallRow, _claim_is_dead
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        row = CallRow(call_id="c1", claimed_by=f"{socket.gethostname()}:{child.pid}:abc", claimed_at=time.time())
+        assert not _claim_is_dead(row)  # alive: held
+        child.send_signal(signal.SIGKILL)
+        deadline = time.time() + 10
+        while not _claim_is_dead(row) and time.time() < deadline:  # killed, not reaped: a zombie
+            time.sleep(0.05)
+        assert _claim_is_dead(row)
+    finally:
+        child.wait()

@@ -534,8 +534,18 @@ def _claim_is_dead(row: CallRow) -> bool:
             return True
         except PermissionError:
             return False
-        return False
+        return _is_zombie(int(pid))
     return time.time() - row.claimed_at > STALE_CLAIM_S
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process nobody has reaped yet (a flow run whose worker was killed too, in a
+    container whose first process does not reap orphans): it still answers ``kill(pid, 0)``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _create_private_sqlite(path: Path) -> None:
