@@ -341,3 +341,13 @@ def test_scorecards_do_not_depend_on_the_process_hash_seed():
         assert proc.returncode == 0, proc.stderr
         digests.add(proc.stdout.strip())
     assert len(digests) == 1, digests
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_score_workers_must_be_a_count(tmp_path, value):
+    """`callqa score --workers` refuses a negative or non-numeric count with one usage line."""
+    from pipelines.shell.cli import app
+
+    result = CliRunner().invoke(app, ["score", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", value])
+    assert result.exit_code == 2
+    assert "--workers" in result.output and "Traceback" not in result.output

@@ -140,3 +140,14 @@ def test_uncertain_roles_flag_the_call():
     ]})
     flags = [f.reason for f in score(doubtful, measures, rulebook).flags]
     assert any(f.startswith("roles uncertain: A taken for the agent with confidence 0.61") for f in flags), flags
+
+
+def test_a_python_object_tag_is_refused_not_constructed(tmp_path):
+    """The rulebook is parsed with a SafeLoader subclass: a tag that would run code is one error."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f'name: x\nlanguage: zh\nrun: !!python/object/apply:os.system ["touch {marker}"]\n', encoding="utf-8")
+    with pytest.raises(RulebookError) as err:
+        load_rulebook(path)
+    assert "evil.yaml" in str(err.value) and "\n" not in str(err.value).strip()
+    assert not marker.exists()

@@ -258,7 +258,7 @@ def score(
     conversations: list[Path] = typer.Argument(..., help="<call_id>.conversation.json files or folders of them."),
     out: Path = typer.Option(..., "--out", "-o"),
     rulebook: Optional[Path] = typer.Option(None, help="Rulebook YAML (default: by call language)."),
-    workers: int = typer.Option(0, help="Processes scoring in parallel (0: one per core)."),
+    workers: int = typer.Option(0, min=0, help="Processes scoring in parallel (0: one per core)."),
 ) -> None:
     """Score saved conversations (with their measures) — no audio, no model."""
     import time
