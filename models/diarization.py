@@ -35,6 +35,10 @@ class DiarizationOptions:
     min_cluster_size: int = 12
     min_duration_off: float = 0.0
     batch_size: int = 32
+    segmentation_step: float = 0.1
+    """Step of the 10 s segmentation window, as a share of the window (pyannote's default 0.1: a
+    chunk every second).  Every chunk costs one CAM++ embedding per active speaker — nearly all of
+    diarization's time — so the step sets its cost (see ``bench/bench_diarization.py``)."""
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -103,6 +107,7 @@ class Diarizer:
             embedding=emb_model,
             plda=_unused_plda(),
             clustering="AgglomerativeClustering",
+            segmentation_step=opts.segmentation_step,
             embedding_batch_size=opts.batch_size,
             segmentation_batch_size=opts.batch_size,
         )

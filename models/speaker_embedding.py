@@ -74,15 +74,26 @@ class CamPlusPlusEmbedding(Model):
 
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """``waveforms`` (batch, 1, samples) → (batch, 192); ``weights`` (batch, frames) selects
-        the frames where the chunk's speaker is active."""
-        feats = torch.stack([self._fbank(w) for w in waveforms])  # (batch, frames, mels)
+        the frames where the chunk's speaker is active.
+
+        pyannote hands every chunk once per local speaker (three times), so filterbanks are
+        computed once per distinct waveform, and only for the items with enough voiced frames."""
         if weights is None:
+            feats = torch.stack([self._fbank(w) for w in waveforms])  # (batch, frames, mels)
             return self.network(feats - feats.mean(dim=1, keepdim=True))
-        masks = F.interpolate(weights[:, None, :].float(), size=feats.shape[1], mode="nearest")[:, 0] > 0.5
-        out = torch.full((feats.shape[0], EMBEDDING_DIM), float("nan"), device=feats.device)
-        for i, (feat, mask) in enumerate(zip(feats, masks)):
+        out = torch.full((waveforms.shape[0], EMBEDDING_DIM), float("nan"), device=waveforms.device)
+        masks: torch.Tensor | None = None
+        feat, feat_of = None, None
+        for i, waveform in enumerate(waveforms):
+            if masks is None or feat is None:
+                feat = self._fbank(waveform)
+                feat_of = waveform
+                masks = F.interpolate(weights[:, None, :].float(), size=feat.shape[0], mode="nearest")[:, 0] > 0.5
+            mask = masks[i]
             if int(mask.sum()) < MIN_FRAMES:
                 continue
+            if not (waveform is feat_of or torch.equal(waveform, feat_of)):
+                feat, feat_of = self._fbank(waveform), waveform
             voiced = feat[mask]
             out[i] = self.network((voiced - voiced.mean(dim=0, keepdim=True))[None])[0]
         return out

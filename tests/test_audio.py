@@ -77,3 +77,35 @@ def test_too_long_is_refused(tmp_path):
     path = write_wav(tmp_path / "long.wav", tone(3.0), 16000)
     with pytest.raises(BadAudioError, match="longer than"):
         decode_audio(path, max_duration_s=1.0)
+
+
+def test_levels_and_correlation_of_a_long_call_are_computed_in_blocks_with_the_same_values():
+    """Block-wise levels and channel correlation (bounded memory on hour-long calls) equal the
+    whole-array computation: frame levels at frame and block edges, whole-signal levels, the
+    stereo/mono decision's correlation."""
+    import librosa
+
+    from pipelines.stages.audio import LEVEL_BLOCK_SAMPLES, frame_levels_dbfs, rms_dbfs, signal_levels_dbfs
+    from pipelines.stages.speakers import _correlation
+
+    rng = np.random.default_rng(7)
+    n = int(2.6 * LEVEL_BLOCK_SAMPLES) + 123
+    samples = (rng.normal(0, 0.05, (2, n)) * np.linspace(0.01, 1, n)).astype(np.float32)
+    samples[1] += 0.5 * samples[0]
+    for frame in (480, 800, 1000):
+        whole = librosa.amplitude_to_db(librosa.feature.rms(y=samples, frame_length=frame, hop_length=frame, center=False,
+                                                            dtype=np.float64)[..., 0, :], ref=1.0, amin=1e-10, top_db=None)
+        assert np.allclose(frame_levels_dbfs(samples, frame), whole, atol=1e-9)
+    whole_db = 10 * np.log10(np.mean(samples.astype(np.float64) ** 2, axis=-1))
+    assert np.allclose(signal_levels_dbfs(samples), whole_db, atol=1e-9)
+    assert abs(rms_dbfs(samples[0]) - whole_db[0]) < 1e-9
+    a, b = samples.astype(np.float64)
+    assert abs(_correlation(samples[0], samples[1]) - a @ b / np.sqrt((a @ a) * (b @ b))) < 1e-12
+
+
+def test_decoded_frames_are_joined_in_time_order():
+    from pipelines.stages.audio import _join
+
+    chunks = [np.full((2, k + 1), k, dtype=np.float32) for k in range(5)]
+    expected = np.concatenate(chunks, axis=1)
+    assert np.array_equal(_join(list(chunks)), expected)

@@ -99,7 +99,7 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
         declared = _declared_duration(container, stream)
     if not chunks:
         raise BadAudioError(name, "no audio samples decoded (empty or truncated file)")
-    samples = np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32)
+    samples = _join(chunks)
     if samples.shape[1] < SAMPLE_RATE // 4:
         raise BadAudioError(name, f"too short to be a call ({samples.shape[1] / SAMPLE_RATE:.2f} s)")
     decoded = samples.shape[1] / SAMPLE_RATE
@@ -108,6 +108,19 @@ def decode_audio(path: str | Path, max_duration_s: float = MAX_DURATION_S) -> Ca
     if damage:
         log.warning("call %s: %s (truncated or damaged file), using what decoded", name, damage)
     return CallAudio(source=path, samples=samples, original_sample_rate=rate, codec=codec, damage=damage)
+
+
+def _join(chunks: list[np.ndarray]) -> np.ndarray:
+    """The decoded frames as one ``(channels, n)`` float32 array, each frame freed once copied: an
+    hour of stereo is 460 MB, and holding the frames and the joined copy at once would double it."""
+    out = np.empty((chunks[0].shape[0], sum(c.shape[1] for c in chunks)), dtype=np.float32)
+    at = 0
+    chunks.reverse()  # pop from the end, in time order
+    while chunks:
+        chunk = chunks.pop()
+        out[:, at : at + chunk.shape[1]] = chunk
+        at += chunk.shape[1]
+    return out
 
 
 EARLY_END_TOLERANCE_S = 0.5
@@ -132,20 +145,51 @@ FLOOR_DBFS = -200.0
 """Frame levels are floored here (RMS 1e-10): a digitally silent frame still has a finite level."""
 
 
+LEVEL_BLOCK_SAMPLES = 1 << 20
+"""Levels are computed this many samples (about a minute at 16 kHz) at a time: the float64 working
+copy of an hour-long channel would otherwise cost 460 MB at once."""
+
+
 def frame_levels_dbfs(signal: np.ndarray, frame_length: int, floor_dbfs: float = FLOOR_DBFS) -> np.ndarray:
     """RMS level in dBFS of each whole, non-overlapping frame of ``frame_length`` samples along the
     last axis (a tail shorter than a frame is left out), floored at ``floor_dbfs``.
 
     Every level in the pipeline — voice activity frames, noise floor, channel and utterance levels —
     is this one computation (librosa's RMS and amplitude-to-dB), in float64 so that quiet channels
-    keep their precision.  librosa is imported here, not at module level: decoding a clip for the
-    review console needs no signal analysis."""
+    keep their precision, block by block of whole frames so that memory does not grow with the call
+    (a frame longer than a block — a whole-signal level — goes through :func:`signal_levels_dbfs`).
+    librosa is imported here, not at module level: decoding a clip for the review console needs no
+    signal analysis."""
     import librosa
 
     if signal.shape[-1] < frame_length or frame_length <= 0:
         return np.zeros(signal.shape[:-1] + (0,))
-    rms = librosa.feature.rms(y=signal, frame_length=frame_length, hop_length=frame_length, center=False, dtype=np.float64)
-    return librosa.amplitude_to_db(rms[..., 0, :], ref=1.0, amin=10 ** (floor_dbfs / 20), top_db=None)
+    n_frames = signal.shape[-1] // frame_length
+    if frame_length > LEVEL_BLOCK_SAMPLES // 2:
+        levels = [_mean_square(signal[..., k * frame_length : (k + 1) * frame_length]) for k in range(n_frames)]
+        rms = np.sqrt(np.stack(levels, axis=-1))
+    else:
+        per_block = LEVEL_BLOCK_SAMPLES // frame_length
+        rms = np.concatenate([
+            librosa.feature.rms(y=signal[..., first * frame_length : min(first + per_block, n_frames) * frame_length],
+                                frame_length=frame_length, hop_length=frame_length, center=False, dtype=np.float64)[..., 0, :]
+            for first in range(0, n_frames, per_block)
+        ], axis=-1)
+    return librosa.amplitude_to_db(rms, ref=1.0, amin=10 ** (floor_dbfs / 20), top_db=None)
+
+
+def _mean_square(signal: np.ndarray) -> np.ndarray:
+    """Mean of the squared samples along the last axis, summed in float64 block by block."""
+    total = np.zeros(signal.shape[:-1])
+    for first in range(0, signal.shape[-1], LEVEL_BLOCK_SAMPLES):
+        block = signal[..., first : first + LEVEL_BLOCK_SAMPLES].astype(np.float64)
+        total += np.einsum("...i,...i->...", block, block)
+    return total / signal.shape[-1]
+
+
+def signal_levels_dbfs(signal: np.ndarray, floor_dbfs: float = FLOOR_DBFS) -> np.ndarray:
+    """RMS level in dBFS of the whole signal along the last axis (one level per channel)."""
+    return frame_levels_dbfs(signal, signal.shape[-1], floor_dbfs)[..., 0]
 
 
 def rms_dbfs(signal: np.ndarray) -> float:
@@ -155,7 +199,7 @@ def rms_dbfs(signal: np.ndarray) -> float:
     1e-150, so the floor below is never the answer, and all zeros is −inf as before."""
     if not signal.size or not np.any(signal):
         return -np.inf
-    return float(frame_levels_dbfs(signal, signal.shape[-1], floor_dbfs=-3000.0)[0])
+    return float(signal_levels_dbfs(signal, floor_dbfs=-3000.0))
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

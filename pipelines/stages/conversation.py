@@ -33,6 +33,8 @@ from pipelines.stages.transfer import receiver_suffix, split_channel_after_trans
 log = logging.getLogger(__name__)
 
 SILENT_DBFS = -60.0
+LANGUAGE_WINDOW_S = 600
+"""Language detection listens to the call's first ten minutes."""
 
 
 def call_id_for(path: Path) -> str:
@@ -69,16 +71,20 @@ def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, lang
     """Stage: language (``language`` when forced, else detected) and words.  Raises
     :class:`CallError` for a silent call."""
     mix = audio.mono()
-    if rms_dbfs(mix) < SILENT_DBFS:
-        raise CallError(call_id, "transcribe", f"recording is silent (level {rms_dbfs(mix):.0f} dBFS)")
+    level = rms_dbfs(mix)
+    if level < SILENT_DBFS:
+        raise CallError(call_id, "transcribe", f"recording is silent (level {level:.0f} dBFS)")
     language_probability = None
     if not language:
-        language, language_probability = engines.transcriber.detect_language(mix)
+        # Whisper decides on the first 60 s of speech: the opening minutes are enough to find them
+        # without running voice detection over an hour-long mix.
+        language, language_probability = engines.transcriber.detect_language(mix[: LANGUAGE_WINDOW_S * SAMPLE_RATE])
     layout = analyse_channels(audio.samples)
     log.info("call %s: %s, %s", call_id, layout.reason, language)
     words: list[AttributedWord] = []
     segments: list[RecognisedSegment] = []
     if layout.mode == "channels":
+        del mix  # not kept while the channels are transcribed: an hour of it is 230 MB
         for channel in layout.live_channels:
             words += words_of(engines.transcriber.transcribe(audio.samples[channel], language), f"ch{channel}")
     else:

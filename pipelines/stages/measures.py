@@ -38,11 +38,28 @@ pauses strictly shorter than its collar: times are in milliseconds, so a microse
 pause of exactly 0.6 s joined whatever the float rounding of its ends."""
 
 
+class _Signals:
+    """A speaker's signal: their channel, or the mix for a diarized call — mixed down once per call
+    (an hour of stereo mixed per utterance would cost 230 MB and a pass over the call each time)."""
+
+    def __init__(self, audio: CallAudio) -> None:
+        self.audio = audio
+        self._mix: np.ndarray | None = None
+
+    def of(self, channel: int | None) -> np.ndarray:
+        if channel is not None and channel < self.audio.channels:
+            return self.audio.samples[channel]
+        if self._mix is None:
+            self._mix = self.audio.mono()
+        return self._mix
+
+
 def measure_call(audio: CallAudio, conversation: Conversation, min_silence_s: float = MIN_SILENCE_S) -> Measures:
     voice = _voice_by_speaker(conversation.turns)
     channel_of = {s.id: s.channel for s in conversation.speakers}
+    signals = _Signals(audio)
     utterances = [
-        _measure_utterance(i, u, audio, channel_of.get(u.speaker), voice.get(u.speaker, Timeline()), conversation.language)
+        _measure_utterance(i, u, signals.of(channel_of.get(u.speaker)), voice.get(u.speaker, Timeline()), conversation.language)
         for i, u in enumerate(conversation.utterances)
     ]
     roles = {s.id: s.role for s in conversation.speakers}
@@ -52,7 +69,7 @@ def measure_call(audio: CallAudio, conversation: Conversation, min_silence_s: fl
     }
     total_talk = talk["agent"] + talk["customer"]
     silences = find_silences(conversation.turns, conversation.duration_s, min_silence_s)
-    speakers = measure_speakers(audio, conversation)
+    speakers = measure_speakers(audio, conversation, signals)
     return Measures(
         call_id=conversation.call_id,
         duration_s=conversation.duration_s,
@@ -71,17 +88,18 @@ NOISE_FRAME_S = 0.05
 NOISE_MARGIN_S = 0.2
 
 
-def measure_speakers(audio: CallAudio, conversation: Conversation) -> list[SpeakerMeasures]:
+def measure_speakers(audio: CallAudio, conversation: Conversation, signals: _Signals | None = None) -> list[SpeakerMeasures]:
     """Level, noise floor and SNR per speaker from voice activity (not from recognised words, so
     a caller too quiet or noisy to transcribe is still measured).  The noise floor is the median
     level of the frames of the speaker's channel where no voice of that channel is active (all
     voices for a mono mix), away from speech edges by ``NOISE_MARGIN_S``."""
     voice = _voice_by_speaker(conversation.turns)
+    signals = signals or _Signals(audio)
     out = []
     for speaker in conversation.speakers:
         spans = voice.get(speaker.id, Timeline())
         channel = speaker.channel if speaker.channel is not None and speaker.channel < audio.channels else None
-        signal = audio.samples[channel] if channel is not None else audio.mono()
+        signal = signals.of(channel)
         same_line = {s.id for s in conversation.speakers if channel is None or s.channel == channel}
         busy = _timeline((t.start, t.end) for t in conversation.turns if t.speaker in same_line).support()
         voiced = [signal[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans]
@@ -156,11 +174,10 @@ def find_overlaps(turns: list[SpeakerTurn], roles: dict[str, str]) -> list[Overl
 
 
 def _measure_utterance(
-    index: int, utterance: Utterance, audio: CallAudio, channel: int | None,
-    voice: Timeline, language: str,
+    index: int, utterance: Utterance, signal: np.ndarray, voice: Timeline, language: str,
 ) -> UtteranceMeasures:
-    """``voice``: the speaker's voice activity, merged (a support)."""
-    signal = audio.samples[channel] if channel is not None and channel < audio.channels else audio.mono()
+    """``signal``: the speaker's channel (or the mix); ``voice``: their voice activity, merged (a
+    support)."""
     spans = [
         (s.start, s.end) for s in voice.crop(Segment(utterance.start, utterance.end)) if s.end - s.start > 0.01
     ] or [(utterance.start, utterance.end)]

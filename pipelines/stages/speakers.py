@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.transcription import RecognisedSegment
-from pipelines.stages.audio import frame_levels_dbfs
+from pipelines.stages.audio import LEVEL_BLOCK_SAMPLES, signal_levels_dbfs
 
 SAME_CHANNEL_CORRELATION = 0.9
 DEAD_CHANNEL_DB = 40.0
@@ -33,17 +33,26 @@ def analyse_channels(samples: np.ndarray) -> ChannelLayout:
     n_channels = samples.shape[0]
     if n_channels == 1:
         return ChannelLayout("diarization", "mono recording", (0,))
-    rms_db = [float(level) for level in frame_levels_dbfs(samples, samples.shape[-1])[:, 0]]  # one frame per channel
+    rms_db = [float(level) for level in signal_levels_dbfs(samples)]
     loudest = max(rms_db)
     live = tuple(i for i, level in enumerate(rms_db) if loudest - level < DEAD_CHANNEL_DB)
     if len(live) < 2:
         return ChannelLayout("diarization", f"only channel {live[0]} carries sound", live)
-    a, b = samples[live[0]].astype(np.float64), samples[live[1]].astype(np.float64)
-    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    correlation = float(np.sum(a * b) / denom) if denom > 0 else 1.0
+    correlation = _correlation(samples[live[0]], samples[live[1]])
     if correlation > SAME_CHANNEL_CORRELATION:
         return ChannelLayout("diarization", f"channels are near-identical (correlation {correlation:.2f})", live)
     return ChannelLayout("channels", f"distinct channels (correlation {correlation:.2f})", live)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, block: int = LEVEL_BLOCK_SAMPLES) -> float:
+    """Zero-lag normalised correlation of two channels, summed in float64 a block at a time (an
+    hour-long call would otherwise need two float64 copies of both channels at once)."""
+    ab = aa = bb = 0.0
+    for first in range(0, a.shape[-1], block):
+        x, y = a[first : first + block].astype(np.float64), b[first : first + block].astype(np.float64)
+        ab, aa, bb = ab + float(x @ y), aa + float(x @ x), bb + float(y @ y)
+    denom = np.sqrt(aa * bb)
+    return ab / denom if denom > 0 else 1.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""Diarization cost against accuracy: DER and CPU seconds per audio second of pyannote +
+CAM++ at several segmentation steps, side by side, on the AMI meeting clips, pyannote's telephone
+sample and the mono dev calls (references: their RTTM, or the labelled turns of the dev calls).
+
+    PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1 0.2 0.3] [--threads 1]
+
+DER: collar ±0.25 s, overlap scored; the AMI clips are scored over their first 30 s, like
+``bench_stages``.  CPU seconds are this process's (all threads), so a busy machine does not skew
+them the way it skews wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def labelled_mono_calls() -> list[tuple[str, Path, list[tuple[str, float, float]]]]:
+    """The mono dev calls with their labelled turns (speaker: agent / customer / receiver)."""
+    out = []
+    for folder in ("calls", "calls2"):
+        labels_path = SHARED / folder / "labels.json"
+        if not labels_path.is_file():
+            continue
+        for call_id, label in json.loads(labels_path.read_text(encoding="utf-8"))["calls"].items():
+            path = SHARED / folder / label["file"]
+            if label.get("channels") == 1 or "mono" in call_id:
+                turns = [(t.get("speaker") or t["role"], t["start"], t["end"]) for t in label["turns"]]
+                out.append((call_id, path, turns))
+    return out
+
+
+def test_set():
+    import pyannote.audio.sample as sample_pkg
+    from pyannote.database.util import load_rttm
+
+    sample_dir = Path(sample_pkg.__file__).parent
+    ami = load_rttm(SHARED / "real" / "ami_meeting" / "reference.rttm")
+    items = [
+        ("pyannote sample (telephone)", sample_dir / "sample.wav", load_rttm(sample_dir / "sample.rttm")["sample"], None),
+        ("AMI dev00", SHARED / "real" / "ami_meeting" / "dev00.wav", ami["dev00"], 30.0),
+        ("AMI dev01", SHARED / "real" / "ami_meeting" / "dev01.wav", ami["dev01"], 30.0),
+    ]
+    for call_id, path, turns in labelled_mono_calls():
+        items.append((call_id, path, _annotation(turns, call_id), None))
+    return items
+
+
+def _annotation(spans, uri):
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation(uri=uri)
+    for speaker, start, end in spans:
+        ann[Segment(start, end)] = speaker
+    return ann
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=float, nargs="*", default=[0.1, 0.2, 0.3])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from pyannote.core import Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.diarization import Diarizer
+    from pipelines.settings import Settings
+    from pipelines.stages.audio import decode_audio
+    from pipelines.stages.engines import SpeechEngines
+
+    console = Console()
+    settings = Settings.load(device="cpu", threads=args.threads)
+    base = SpeechEngines.load(settings)
+    items = [(name, decode_audio(path).mono(), ref, uem) for name, path, ref, uem in test_set()]
+    table = Table(title="Diarization: DER (CPU s per audio s) by segmentation step")
+    table.add_column("file")
+    table.add_column("audio s")
+    for step in args.steps:
+        table.add_column(f"step {step:g}")
+    results: dict[float, list[tuple[float, float]]] = {}
+    pooled: dict[float, DiarizationErrorRate] = {}
+    for step in args.steps:
+        diarizer = Diarizer(base.diarizer.segmentation_path, base.diarizer.embedding_path, base.device,
+                            replace(base.diarizer.options, segmentation_step=step))
+        metric = pooled[step] = DiarizationErrorRate(collar=0.5)
+        for name, signal, reference, uem_s in items:
+            duration = len(signal) / 16000
+            uem = Segment(0, min(duration, uem_s or duration))
+            cpu = time.process_time()
+            spans = diarizer.diarize(signal)
+            cpu = time.process_time() - cpu
+            der = DiarizationErrorRate(collar=0.5)(reference, _annotation([(s.speaker, s.start, s.end) for s in spans], name), uem=uem)
+            metric(reference, _annotation([(s.speaker, s.start, s.end) for s in spans], name), uem=uem)
+            results.setdefault(step, []).append((der, cpu / duration))
+            console.print(f"step {step:g} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
+    for k, (name, signal, _, _) in enumerate(items):
+        table.add_row(name, f"{len(signal) / 16000:.1f}", *(f"{results[s][k][0]:.3f} ({results[s][k][1]:.2f})" for s in args.steps))
+    total_audio = sum(len(signal) / 16000 for _, signal, _, _ in items)
+    table.add_row("[b]pooled DER (CPU s / audio s)", f"{total_audio:.0f}",
+                  *(f"{abs(pooled[s]):.3f} ({sum(c * len(sig) / 16000 for (_, c), (_, sig, _, _) in zip(results[s], items)) / total_audio:.2f})"
+                    for s in args.steps))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
