@@ -4,7 +4,8 @@ sample and the mono dev calls (references: their RTTM, or the labelled turns of 
 
     PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1 0.2 0.3] [--threads 1]
 
-DER: collar ±0.25 s, overlap scored; the AMI clips are scored over their first 30 s, like
+DER: collar ±0.25 s, overlap scored (dev calls: one speaker's pauses under 1 s joined, as in
+``bench/bench_roles.py``); the AMI clips are scored over their first 30 s, like
 ``bench_stages``.  CPU seconds are this process's (all threads), so a busy machine does not skew
 them the way it skews wall time.
 """
@@ -55,6 +56,15 @@ def test_set():
     return items
 
 
+def _hypothesis(spans, name: str, labelled_call: bool):
+    """The diarizer's turns; for a labelled dev call one speaker's turns closer than
+    ``JOIN_PAUSES_S`` are joined first, as in ``bench/role_eval.py`` (labels mark whole utterances)."""
+    from bench.role_eval import JOIN_PAUSES_S
+
+    ann = _annotation([(s.speaker, s.start, s.end) for s in spans], name)
+    return ann.support(JOIN_PAUSES_S) if labelled_call else ann
+
+
 def _annotation(spans, uri):
     from pyannote.core import Annotation, Segment
 
@@ -103,8 +113,9 @@ def main() -> None:
             cpu = time.process_time()
             spans = diarizer.diarize(signal)
             cpu = time.process_time() - cpu
-            der = DiarizationErrorRate(collar=0.5)(reference, _annotation([(s.speaker, s.start, s.end) for s in spans], name), uem=uem)
-            metric(reference, _annotation([(s.speaker, s.start, s.end) for s in spans], name), uem=uem)
+            hypothesis = _hypothesis(spans, name, labelled_call=uem_s is None and not name.startswith("pyannote"))
+            der = DiarizationErrorRate(collar=0.5)(reference, hypothesis, uem=uem)
+            metric(reference, hypothesis, uem=uem)
             results.setdefault(step, []).append((der, cpu / duration))
             console.print(f"step {step:g} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
     for k, (name, signal, _, _) in enumerate(items):
