@@ -109,3 +109,23 @@ def test_decoded_frames_are_joined_in_time_order():
     chunks = [np.full((2, k + 1), k, dtype=np.float32) for k in range(5)]
     expected = np.concatenate(chunks, axis=1)
     assert np.array_equal(_join(list(chunks)), expected)
+
+
+def test_long_channels_are_cut_for_transcription_in_their_quietest_moment():
+    """A channel longer than the sequential transcription window is cut into windows no longer than
+    it, each cut inside a pause; a call shorter than a window is left whole."""
+    from models.long_audio import window_bounds
+
+    sr = 100
+    rng = np.random.default_rng(3)
+    pauses = [(560, 562), (1130, 1131), (1700, 1702)]
+    signal = rng.normal(0, 0.3, 2000 * sr).astype(np.float32)
+    for a, b in pauses:
+        signal[a * sr : b * sr] = 0.0
+    bounds = window_bounds(signal, sr, window_s=600, search_s=60)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(signal)
+    assert all(end == nxt for (_, end), (nxt, _) in zip(bounds, bounds[1:]))
+    assert all(end - start <= 600 * sr for start, end in bounds)
+    for (_, cut), (a, b) in zip(bounds, pauses):
+        assert a * sr <= cut <= b * sr, (cut, a, b)
+    assert window_bounds(signal[: 600 * sr], sr, window_s=600) == [(0, 600 * sr)]
