@@ -37,11 +37,12 @@ from tests.pg_server import postgres_missing, postgres_server
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_AUDIO = ROOT / "samples" / "calls" / "zh_good_stereo.flac"
 CALLS = 20
-PIECE_S = 6.0
-# Starts (s) of the 6-second pieces cut from zh_good_stereo.flac: each has speech (its 32–44 s
-# hold is silent on both channels and left out), and no two pieces hold the same audio, so the
-# content-keyed analysis cache answers none of them: every call goes through the models.
-STARTS = [*range(0, 24, 2), *range(44, 60, 2)]
+PIECE_S = 5.0
+# Starts (s) of the 5-second pieces cut from zh_good_stereo.flac: in each one party speaks and the
+# other channel is quiet (found from the channels' levels), so every call has speech and costs one
+# transcription pass; no two pieces hold the same audio, so the content-keyed analysis cache answers
+# none of them and every call goes through the model.
+STARTS = [0, 1, 2, 3, 9, 10, 20, 25, 26, 42, 43, 44, 45, 46, 47, 48, 49, 54, 55, 64]
 assert len(STARTS) == CALLS
 
 pytestmark = [
@@ -172,18 +173,23 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             _wait_healthy(api, spawned[0], server_log, 180)
             mark("prefect server on postgres")
 
-            def prefect(*args: str, timeout: float = 180) -> str:
-                proc = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=ROOT, capture_output=True,
-                                      text=True, timeout=timeout, start_new_session=True)
-                assert proc.returncode == 0, f"prefect {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-                return proc.stdout
+            def prefect(*args: str, timeout: float = 180) -> subprocess.Popen:
+                proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], env=env, cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                proc.args_text, proc.deadline = " ".join(args), time.monotonic() + timeout
+                spawned.append(proc)
+                return proc
 
-            prefect("work-pool", "create", "gpu-process", "--type", "process", "--overwrite")
-            prefect("--no-prompt", "deploy", "--name", "nightly-qa")  # prefect.yaml at the checkout's root
-            mark("pool + deployment")
+            def finish(*procs: subprocess.Popen) -> None:
+                for proc in procs:
+                    output = proc.communicate(timeout=max(1.0, proc.deadline - time.monotonic()))[0]
+                    assert proc.returncode == 0, f"prefect {proc.args_text}:\n{output}"
 
+            finish(prefect("work-pool", "create", "gpu-process", "--type", "process", "--overwrite"))
+            deploy = prefect("--no-prompt", "deploy", "--name", "nightly-qa")  # prefect.yaml at the checkout's root
+            # the workers start (importing Prefect takes seconds) while the deployment is made
             worker_env = {**env, "CALLQA_BATCH_STORE_URL": store_url, "CALLQA_ASR_MODEL": "base",
-                          "CALLQA_DEVICE": "cpu", "CALLQA_THREADS": "1",
+                          "CALLQA_DEVICE": "cpu", "CALLQA_THREADS": "2", "CALLQA_LANGUAGE": "zh",
                           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
             workers = []
             for n in range(2):
@@ -195,13 +201,15 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
                 )
                 spawned.append(proc)
                 workers.append(proc)
+            finish(deploy)
+            mark("pool + deployment")
 
             params = ["--param", f"source={manifest}", "--param", f"out={out}"]
-            for _ in range(2):  # the same batch twice: the two runs share it through the store's claims
-                prefect("deployment", "run", "qa-batch/nightly-qa", *params)
+            # the same batch twice: the two runs share it through the store's claims
+            finish(*[prefect("deployment", "run", "qa-batch/nightly-qa", *params) for _ in range(2)])
             mark("two flow runs created")
 
-            store = _wait_for_store(store_url, spawned)
+            store = _wait_for_store(store_url, [spawned[0], *workers])
             victim = _wait_for_mid_batch(store, workers, timeout=240)
             victim_pids = {str(pid) for pid in _descendants(victim.pid)}
             _kill_tree(victim)
@@ -209,15 +217,16 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             # what the killed run held at its death: left "processing" under a dead process
             rows = store.calls()
             held = {r.call_id: r.claimed_by for r in rows
-                    if r.status == "processing" and r.claimed_by and r.claimed_by.split(":")[1] in victim_pids}
+                    if r.status == "processing" and _pid(r.claimed_by) in victim_pids}
             done_at_kill = sum(r.status == "done" for r in rows)
+            done_by_victim = {r.call_id for r in rows if r.status == "done" and _pid(r.processed_by) in victim_pids}
             mark(f"worker killed ({done_at_kill} calls done, {len(held)} held by the killed run)")
             assert held, "the kill must interrupt a call in progress"
             assert 0 < done_at_kill < CALLS - len(held), "the kill must land mid-batch"
             survivor = next(w for w in workers if w is not victim)
 
             # a follow-up run of the deployment: the survivor takes it after its own run
-            prefect("deployment", "run", "qa-batch/nightly-qa", *params, "--watch", "--watch-timeout", "500", timeout=600)
+            finish(prefect("deployment", "run", "qa-batch/nightly-qa", *params, "--watch", "--watch-timeout", "500", timeout=600))
             mark("follow-up run finished")
             assert survivor.poll() is None, (tmp_path / f"worker-{workers.index(survivor)}.log").read_text()
         finally:
@@ -233,7 +242,10 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
         assert retaken == set(held), ({c: r.claims for c, r in rows.items()}, held)  # exactly the killed run's calls
         assert all(r.claims == 1 for c, r in rows.items() if c not in held), {c: r.claims for c, r in rows.items()}
         for call_id in held:  # finished by another process than the killed one
-            assert rows[call_id].processed_by.split(":")[1] not in victim_pids
+            assert _pid(rows[call_id].processed_by) not in victim_pids
+        assert done_by_victim, "the killed worker's run had finished calls before its death"
+        for call_id in done_by_victim:  # what the killed run finished is kept, not done again
+            assert _pid(rows[call_id].processed_by) in victim_pids and rows[call_id].claims == 1
         with store.engine.connect() as connection:  # one result set per call, never doubled
             doubled = connection.execute(sa.text(
                 "SELECT call_id, idx, count(*) FROM utterances GROUP BY call_id, idx HAVING count(*) > 1")).all()
@@ -251,7 +263,8 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
         assert not list(out.glob("*.db")), "a SQLite store was written beside the PostgreSQL one"
         store.engine.dispose()
     mark("checked")
-    print(f"\nscale-out timings (s since start): {timings}; calls taken over: {sorted(held)}")
+    print(f"\nscale-out timings (s since start): {timings}; finished by the killed worker's run: "
+          f"{sorted(done_by_victim)}; taken over after the kill: {sorted(held)}")
 
 
 def _wait_for_store(url: str, spawned: list[subprocess.Popen], timeout: float = 180):
@@ -272,19 +285,27 @@ def _wait_for_store(url: str, spawned: list[subprocess.Popen], timeout: float = 
     raise AssertionError("no flow run registered the batch in the PostgreSQL store")
 
 
+def _pid(worker_identity: str | None) -> str:
+    return (worker_identity or "").split(":")[1] if worker_identity and worker_identity.count(":") >= 2 else ""
+
+
 def _wait_for_mid_batch(store, workers: list[subprocess.Popen], timeout: float) -> subprocess.Popen:
-    """Wait until a few calls are done and one worker's flow run holds a call being processed;
-    return that worker."""
+    """Wait until both workers' flow runs are working on the batch and one of them has finished a
+    call and is processing another; return that worker."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         rows = store.calls()
         done = sum(r.status == "done" for r in rows)
-        processing = {r.claimed_by.split(":")[1] for r in rows if r.status == "processing" and r.claimed_by}
-        if 3 <= done <= CALLS - 6 and processing:
-            for worker in workers:
-                if processing & {str(pid) for pid in _descendants(worker.pid)}:
-                    return worker
-        assert done <= CALLS - 6, "the batch ran past the kill point"
+        finished, processing = {}, {}
+        for n, worker in enumerate(workers):
+            pids = {str(pid) for pid in _descendants(worker.pid)}
+            finished[n] = sum(r.status == "done" and _pid(r.processed_by) in pids for r in rows)
+            processing[n] = sum(r.status == "processing" and _pid(r.claimed_by) in pids for r in rows)
+        both_busy = all(finished[n] + processing[n] for n in finished)
+        for n, worker in enumerate(workers):
+            if both_busy and finished[n] and processing[n] and done <= CALLS - 6:
+                return worker
+        assert done <= CALLS - 6, f"the batch ran past the kill point: {finished=} {processing=}"
         assert all(w.poll() is None for w in workers), "a worker exited"
         time.sleep(0.2)
     raise AssertionError(f"no call in progress to interrupt: {[(r.call_id, r.status) for r in store.calls()]}")
