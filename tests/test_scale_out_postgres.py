@@ -97,9 +97,9 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """``proc`` (started in a session of its own) and every process below it, whatever group they
-    are in — never this test's own process group."""
+def _signal_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to ``proc`` (started in a session of its own) and every process below it,
+    whatever group they are in — never to this test's own process group."""
     below = _descendants(proc.pid)
     own = os.getpgrp()
     for pid in [proc.pid, *below]:
@@ -210,9 +210,9 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             mark("two flow runs created")
 
             store = _wait_for_store(store_url, [spawned[0], *workers])
-            victim = _wait_for_mid_batch(store, workers, timeout=240)
+            victim = _wait_for_mid_batch(store, workers, timeout=240)  # stopped, holding a call
             victim_pids = {str(pid) for pid in _descendants(victim.pid)}
-            _kill_tree(victim)
+            _signal_tree(victim)  # SIGKILL
             victim.wait(timeout=30)
             # what the killed run held at its death: left "processing" under a dead process
             rows = store.calls()
@@ -231,7 +231,7 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             assert survivor.poll() is None, (tmp_path / f"worker-{workers.index(survivor)}.log").read_text()
         finally:
             for proc in reversed(spawned):
-                _kill_tree(proc)
+                _signal_tree(proc)
                 proc.wait(timeout=30)
 
         rows = {r.call_id: r for r in store.calls()}
@@ -291,21 +291,28 @@ def _pid(worker_identity: str | None) -> str:
 
 def _wait_for_mid_batch(store, workers: list[subprocess.Popen], timeout: float) -> subprocess.Popen:
     """Wait until both workers' flow runs are working on the batch and one of them has finished a
-    call and is processing another; return that worker."""
+    call and is processing another; return that worker, stopped (SIGSTOP, with its flow run) while
+    it still holds a call, so that the store shows what it holds when it is killed."""
+
+    def progress(rows, worker) -> tuple[int, int]:
+        pids = {str(pid) for pid in _descendants(worker.pid)}
+        return (sum(r.status == "done" and _pid(r.processed_by) in pids for r in rows),
+                sum(r.status == "processing" and _pid(r.claimed_by) in pids for r in rows))
+
     deadline = time.time() + timeout
     while time.time() < deadline:
         rows = store.calls()
         done = sum(r.status == "done" for r in rows)
-        finished, processing = {}, {}
-        for n, worker in enumerate(workers):
-            pids = {str(pid) for pid in _descendants(worker.pid)}
-            finished[n] = sum(r.status == "done" and _pid(r.processed_by) in pids for r in rows)
-            processing[n] = sum(r.status == "processing" and _pid(r.claimed_by) in pids for r in rows)
-        both_busy = all(finished[n] + processing[n] for n in finished)
-        for n, worker in enumerate(workers):
-            if both_busy and finished[n] and processing[n] and done <= CALLS - 6:
-                return worker
-        assert done <= CALLS - 6, f"the batch ran past the kill point: {finished=} {processing=}"
+        assert done <= CALLS - 6, "the batch ran past the kill point"
         assert all(w.poll() is None for w in workers), "a worker exited"
+        each = [progress(rows, w) for w in workers]
+        if all(sum(p) for p in each):
+            for worker, (finished, processing) in zip(workers, each):
+                if finished and processing:
+                    _signal_tree(worker, signal.SIGSTOP)
+                    finished, processing = progress(store.calls(), worker)
+                    if finished and processing:
+                        return worker
+                    _signal_tree(worker, signal.SIGCONT)  # it finished its call meanwhile: not yet
         time.sleep(0.2)
     raise AssertionError(f"no call in progress to interrupt: {[(r.call_id, r.status) for r in store.calls()]}")
