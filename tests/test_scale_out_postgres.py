@@ -210,12 +210,12 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             mark("two flow runs created")
 
             store = _wait_for_store(store_url, [spawned[0], *workers])
-            victim = _wait_for_mid_batch(store, workers, timeout=240)  # stopped, holding a call
+            victim, rows = _wait_for_mid_batch(store, workers, timeout=240)  # stopped, holding a call
             victim_pids = {str(pid) for pid in _descendants(victim.pid)}
             _signal_tree(victim)  # SIGKILL
             victim.wait(timeout=30)
-            # what the killed run held at its death: left "processing" under a dead process
-            rows = store.calls()
+            # what the killed run held at its death (read while it was stopped): left "processing"
+            # under a dead process
             held = {r.call_id: r.claimed_by for r in rows
                     if r.status == "processing" and _pid(r.claimed_by) in victim_pids}
             done_at_kill = sum(r.status == "done" for r in rows)
@@ -229,6 +229,10 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
             finish(prefect("deployment", "run", "qa-batch/nightly-qa", *params, "--watch", "--watch-timeout", "500", timeout=600))
             mark("follow-up run finished")
             assert survivor.poll() is None, (tmp_path / f"worker-{workers.index(survivor)}.log").read_text()
+        except BaseException:
+            for log in sorted(tmp_path.glob("*.log")):
+                print(f"\n--- {log.name} (end) ---\n{log.read_text(errors='replace')[-4000:]}")
+            raise
         finally:
             for proc in reversed(spawned):
                 _signal_tree(proc)
@@ -289,10 +293,10 @@ def _pid(worker_identity: str | None) -> str:
     return (worker_identity or "").split(":")[1] if worker_identity and worker_identity.count(":") >= 2 else ""
 
 
-def _wait_for_mid_batch(store, workers: list[subprocess.Popen], timeout: float) -> subprocess.Popen:
+def _wait_for_mid_batch(store, workers: list[subprocess.Popen], timeout: float):
     """Wait until both workers' flow runs are working on the batch and one of them has finished a
     call and is processing another; return that worker, stopped (SIGSTOP, with its flow run) while
-    it still holds a call, so that the store shows what it holds when it is killed."""
+    it still holds a call, and the store's calls as they were while it was stopped."""
 
     def progress(rows, worker) -> tuple[int, int]:
         pids = {str(pid) for pid in _descendants(worker.pid)}
@@ -310,9 +314,10 @@ def _wait_for_mid_batch(store, workers: list[subprocess.Popen], timeout: float) 
             for worker, (finished, processing) in zip(workers, each):
                 if finished and processing:
                     _signal_tree(worker, signal.SIGSTOP)
-                    finished, processing = progress(store.calls(), worker)
+                    rows = store.calls()
+                    finished, processing = progress(rows, worker)
                     if finished and processing:
-                        return worker
+                        return worker, rows
                     _signal_tree(worker, signal.SIGCONT)  # it finished its call meanwhile: not yet
         time.sleep(0.2)
     raise AssertionError(f"no call in progress to interrupt: {[(r.call_id, r.status) for r in store.calls()]}")
