@@ -14,10 +14,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _find(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
 def _binary(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    found = _find(name)
     assert found, f"PostgreSQL's {name} is missing — install Debian's `postgresql` package (`make install` does)"
     return found
+
+
+def postgres_missing() -> str | None:
+    """Why no PostgreSQL server can be started here (``None`` when one can): the reason a test that
+    needs one is skipped with, on a machine where `make install` could not install the package."""
+    missing = [name for name in ("initdb", "pg_ctl") if _find(name) is None]
+    if missing:
+        return (f"PostgreSQL server programs not installed ({', '.join(missing)}): `make install` installs "
+                "Debian's `postgresql` package, which needs root or sudo on this machine")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without `runuser`: PostgreSQL refuses to run as root"
+    return None
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
