@@ -152,9 +152,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=140)
     table = Table(title="Peak memory (RSS) by call duration, CPU, one call per fresh process")
-    for col in ("call", "peak MB", "models MB", "decode", "transcribe", "speakers", "measure", "RTF", "limit"):
+    for col in ("call", "peak MB", "models loaded", "in decode", "in ASR", "in speakers", "in measure", "RTF (wall)", "target"):
         table.add_column(col)
     growth: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
