@@ -124,7 +124,8 @@ class CallContext:
     def docs(self) -> DocSet:
         """Every utterance made searchable once per call (shared by :meth:`focus` views)."""
         return DocSet([Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
-                       for u in self.conversation.utterances])
+                       for u in self.conversation.utterances],
+                      expect=self.rulebook.search_keys if self.rulebook is not None else None)
 
     def windowed(self, scope: Scope, window: Window | None) -> tuple[list[int], tuple[float, float]]:
         """Utterances of the scope inside the window, and the time range the window covers

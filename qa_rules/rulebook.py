@@ -162,6 +162,15 @@ class Rulebook(_Model):
     """Situations the call is checked for (triggers); rules refer to them by id."""
     sections: list[Section] = Field(min_length=1)
 
+    _search_keys: set = PrivateAttr(default_factory=set)
+
+    @property
+    def search_keys(self) -> set:
+        """The phrase searches the calls scored with this rulebook have asked for (phrase,
+        similarity, pinyin…), grown as calls are scored: each call's utterances are then searched
+        for all of them in one batch (:class:`qa_rules.matching.DocSet`)."""
+        return self._search_keys
+
     @property
     def rules(self) -> list[tuple[Section, Rule]]:
         return [(s, r) for s in self.sections for r in s.rules]
