@@ -47,38 +47,41 @@ def _pinyin_run(run: str) -> tuple[str, ...]:
     return tuple(syllables)
 
 
+_TOKEN = re.compile(r"(?P<cjk>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|[a-z0-9]+(?:'[a-z]+)?")
+"""What :data:`_UNIT` finds, with each run of adjacent Chinese characters as one token."""
+
+
 def units_of(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """Sound units of a cleaned text and the character span of each.
 
     A Chinese character is one unit (its pinyin); a run of Latin letters/digits is one unit.
     Digits next to Chinese are read the Chinese way, digit by digit, so 工号1024 and 工号一零二四
-    sound alike.
+    sound alike.  Pinyin is taken per run of adjacent Chinese characters, so a character reads as
+    the words around it make it read.
     """
-    raw: list[tuple[str, int, int]] = [(m.group(0), m.start(), m.end()) for m in _UNIT.finditer(text)]
     units: list[str] = []
     spans: list[tuple[int, int]] = []
     zh_context = has_cjk(text)
-    i = 0
-    while i < len(raw):
-        tok, s, e = raw[i]
-        if _CJK.fullmatch(tok):
-            j = i
-            while j < len(raw) and _CJK.fullmatch(raw[j][0]) and (j == i or raw[j][1] == raw[j - 1][2]):
-                j += 1
-            run = "".join(t for t, _, _ in raw[i:j])
-            units.extend(_pinyin_run(run))
-            spans.extend((ss, ee) for _, ss, ee in raw[i:j])
-            i = j
-            continue
-        if zh_context and tok.isdigit():
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        s = m.start()
+        if m.lastgroup == "cjk":
+            units.extend(_pinyin_run(tok))
+            spans.extend([(k, k + 1) for k in range(s, s + len(tok))])
+        elif zh_context and tok.isdigit():
             for k, ch in enumerate(tok):
                 units.append(_pinyin_run(_DIGITS[int(ch)])[0])
                 spans.append((s + k, s + k + 1))
         else:
             units.append(tok)
-            spans.append((s, e))
-        i += 1
+            spans.append((s, m.end()))
     return units, spans
+
+
+@lru_cache(maxsize=1 << 16)
+def _clean_word(text: str) -> str:
+    """:func:`clean` of one ASR word: words repeat across utterances and calls."""
+    return clean(text)
 
 
 @dataclass
@@ -100,7 +103,7 @@ class Doc:
             chars: list[str] = []
             times: list[tuple[float, float]] = []
             for w_start, w_end, w_text in words:
-                piece = clean(w_text)
+                piece = _clean_word(w_text)
                 if chars and piece and not piece.startswith(" ") and not has_cjk(piece[:1]) and not has_cjk(chars[-1]):
                     piece = " " + piece  # keep English words apart when the ASR gave no space
                 chars.extend(piece)
