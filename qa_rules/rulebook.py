@@ -94,9 +94,10 @@ class Detector(_Model):
 
     @property
     def parsed_params(self) -> BaseModel:
-        if self._parsed is None:
-            self._parsed = TRIGGERS[self.operator].params.model_validate(self.params)
-        return self._parsed
+        private = self.__pydantic_private__  # read directly: ``self._parsed`` goes through __getattr__
+        if private["_parsed"] is None:
+            private["_parsed"] = TRIGGERS[self.operator].params.model_validate(self.params)
+        return private["_parsed"]
 
 
 class Situation(_Model):
@@ -133,9 +134,10 @@ class Rule(_Model):
 
     @property
     def parsed_params(self) -> BaseModel:
-        if self._parsed is None:
-            self._parsed = OPERATORS[self.operator].params.model_validate(self.params)
-        return self._parsed
+        private = self.__pydantic_private__  # read directly: ``self._parsed`` goes through __getattr__
+        if private["_parsed"] is None:
+            private["_parsed"] = OPERATORS[self.operator].params.model_validate(self.params)
+        return private["_parsed"]
 
 
 class Section(_Model):
