@@ -24,7 +24,6 @@ from pypinyin import Style, lazy_pinyin
 from rapidfuzz import fuzz, process
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:'[a-z]+)?")
 _DIGITS = "零一二三四五六七八九"
 
 
@@ -48,7 +47,8 @@ def _pinyin_run(run: str) -> tuple[str, ...]:
 
 
 _TOKEN = re.compile(r"(?P<cjk>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|[a-z0-9]+(?:'[a-z]+)?")
-"""What :data:`_UNIT` finds, with each run of adjacent Chinese characters as one token."""
+"""A run of adjacent Chinese characters (one unit per character), or a word of Latin letters and
+digits (one unit)."""
 
 
 def units_of(text: str) -> tuple[list[str], list[tuple[int, int]]]:
