@@ -104,7 +104,7 @@ def main() -> None:
                     change.append(wall2)
                 print(f"{code} [{api}]: nothing to do {min(idle):.1f} s (imported {imported}); "
                       f"rulebook change {min(change):.1f} s = {args.calls / min(change):.2f} calls/s (imported {imported2}); "
-                      f"vs first run {min(idle) / first:.2f}×")
+                      f"vs first run {min(idle) / first:.2f}× (nothing to do), {min(change) / first:.2f}× (rulebook change)")
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -6,6 +6,7 @@ stretch where nobody is heard (`Measures.silences`, from voice activity, not ASR
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from statistics import median
 
@@ -36,7 +37,27 @@ def response_gaps(conversation: Conversation) -> list[Gap]:
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 3) if values else None
+    return round(_linear_percentile(values, q), 3) if values else None
+
+
+def _linear_percentile(values: list[float], q: float) -> float:
+    """``float(np.percentile(values, q))`` (method "linear") for a short list of floats, computed as
+    numpy does — the same index, weight and interpolation, so the same double — without numpy's
+    ~0.2 ms of set-up per call.  Anything but finite Python floats goes to numpy itself."""
+    if not all(type(v) is float and v - v == 0.0 for v in values) or type(q) not in (int, float):
+        return float(np.percentile(values, q))
+    ordered = sorted(values)
+    n = len(ordered)
+    virtual = (n - 1) * (q / 100)
+    if virtual >= n - 1:
+        return ordered[-1]
+    if virtual < 0:
+        return ordered[0]
+    below = math.floor(virtual)
+    a, b = ordered[below], ordered[below + 1]
+    t = virtual - below
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
 def call_figures(conversation: Conversation, measures: Measures, max_gap_s: float = 10.0,

@@ -68,6 +68,9 @@ class CallContext:
         self.measures = measures
         self.rulebook = rulebook
         self._situations: dict[str, list[Occurrence]] = {}
+        self._indices: dict[str, list[int]] = {}
+        self._regex_matches: dict[tuple[str, int], list] = {}
+        # (the caches are shared with the :meth:`focus` views: the call does not change)
         self.trigger: list[Occurrence] = []
         """Occurrences of the situation of the rule being judged (empty for rules without one)."""
 
@@ -106,6 +109,11 @@ class CallContext:
 
     def indices(self, scope: Scope) -> list[int]:
         """Utterance indices of the scope, in time order."""
+        if scope not in self._indices:
+            self._indices[scope] = self._scope_indices(scope)
+        return list(self._indices[scope])
+
+    def _scope_indices(self, scope: Scope) -> list[int]:
         utts = self.conversation.utterances
         if scope == "receiver":
             receivers = {s.id for s in self.conversation.speakers if s.kind == "receiver"}
@@ -124,7 +132,8 @@ class CallContext:
     def docs(self) -> DocSet:
         """Every utterance made searchable once per call (shared by :meth:`focus` views)."""
         return DocSet([Doc.build(u.text, u.start, u.end, [(w.start, w.end, w.text) for w in u.words])
-                       for u in self.conversation.utterances])
+                       for u in self.conversation.utterances],
+                      expect=self.rulebook.search_keys if self.rulebook is not None else None)
 
     def windowed(self, scope: Scope, window: Window | None) -> tuple[list[int], tuple[float, float]]:
         """Utterances of the scope inside the window, and the time range the window covers
@@ -160,11 +169,12 @@ class CallContext:
                 hits.extend(self.find(alt, indices, search, span))
                 continue
             if alt.regex is not None:
-                pattern = compile_regex(alt.regex)
-                found = ((i, find_regex(self.doc(i), pattern)) for i in indices)
+                found = [(i, self._regex_found(alt.regex, i)) for i in indices]
             else:  # the whole call is searched once per phrase; keep the utterances asked for
                 by_doc = self.docs.find(alt.text or "", search.similarity, search.pinyin)
-                found = ((i, by_doc[i]) for i in indices if i in by_doc)
+                if not by_doc:
+                    continue
+                found = [(i, by_doc[i]) for i in indices if i in by_doc]
             for i, matches in found:
                 doc, speaker = self.doc(i), self.utterance(i).speaker
                 for m in matches:
@@ -172,9 +182,18 @@ class CallContext:
                     if start < span[0] - 0.5 or start > span[1]:
                         continue
                     hits.append(Hit(i, element.label, start, end, speaker, m.text, m.score))
+        if not hits:
+            return hits
         # a total order (best match first among hits at the same time): a set's order changes with
         # the process's hash seed, and evidence must not change between two runs of the same call
         return sorted(set(hits), key=lambda h: (h.start, h.utterance, -h.score, -h.end, h.text, h.element, h.speaker))
+
+    def _regex_found(self, regex: str, i: int) -> list:
+        """A regex phrase's matches in utterance ``i``, found once per call."""
+        key = (regex, i)
+        if key not in self._regex_matches:
+            self._regex_matches[key] = find_regex(self.doc(i), compile_regex(regex))
+        return self._regex_matches[key]
 
 
 def detect_situation(ctx: CallContext, spec: "Situation") -> list[Occurrence]:

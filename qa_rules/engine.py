@@ -81,6 +81,20 @@ def _uncertain_roles(conversation: Conversation, threshold: float) -> str | None
     return None
 
 
+_TITLES: dict[int, tuple[object, dict[str, str]]] = {}
+
+
+def _title_dict(title) -> dict[str, str]:
+    """A rule's or situation's title as the scorecard holds it, dumped once per process (the
+    scorecard validates — copies — the dict it is given)."""
+    held = _TITLES.get(id(title))
+    if held is None or held[0] is not title:
+        if len(_TITLES) > 10_000:  # a long-lived process that loads many rulebooks
+            _TITLES.clear()
+        held = _TITLES[id(title)] = (title, title.model_dump())
+    return held[1]
+
+
 def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) -> Scorecard:
     """Score one call: section weight × rule points for each passed rule over the applicable
     maximum; a fatal failure fails the call whatever the percentage."""
@@ -103,7 +117,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
         results.append(
             RuleResult(
                 id=rule.id,
-                title=rule.title.model_dump(),
+                title=_title_dict(rule.title),
                 category=rule.category,
                 verdict=outcome.verdict,
                 points=round(earned, 3),
@@ -130,7 +144,7 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) ->
     categories = {c: category_verdict(by_category.get(c, [])) for c in CATEGORIES}
     situations = [
         SituationResult(
-            id=s.id, title=s.title.model_dump(), occurred=bool(occ := ctx.situation(s.id)),
+            id=s.id, title=_title_dict(s.title), occurred=bool(occ := ctx.situation(s.id)),
             evidence=[EvidenceItem(start=o.start, end=o.end, speaker=o.speaker, text=o.text, measured=o.value, expected=o.what) for o in occ],
         )
         for s in rulebook.situations

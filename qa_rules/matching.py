@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
+import numpy as np
 from pypinyin import Style, lazy_pinyin
 from rapidfuzz import fuzz, process
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:'[a-z]+)?")
 _DIGITS = "零一二三四五六七八九"
 
 
@@ -45,38 +46,42 @@ def _pinyin_run(run: str) -> tuple[str, ...]:
     return tuple(syllables)
 
 
+_TOKEN = re.compile(r"(?P<cjk>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|[a-z0-9]+(?:'[a-z]+)?")
+"""A run of adjacent Chinese characters (one unit per character), or a word of Latin letters and
+digits (one unit)."""
+
+
 def units_of(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """Sound units of a cleaned text and the character span of each.
 
     A Chinese character is one unit (its pinyin); a run of Latin letters/digits is one unit.
     Digits next to Chinese are read the Chinese way, digit by digit, so 工号1024 and 工号一零二四
-    sound alike.
+    sound alike.  Pinyin is taken per run of adjacent Chinese characters, so a character reads as
+    the words around it make it read.
     """
-    raw: list[tuple[str, int, int]] = [(m.group(0), m.start(), m.end()) for m in _UNIT.finditer(text)]
     units: list[str] = []
     spans: list[tuple[int, int]] = []
     zh_context = has_cjk(text)
-    i = 0
-    while i < len(raw):
-        tok, s, e = raw[i]
-        if _CJK.fullmatch(tok):
-            j = i
-            while j < len(raw) and _CJK.fullmatch(raw[j][0]) and (j == i or raw[j][1] == raw[j - 1][2]):
-                j += 1
-            run = "".join(t for t, _, _ in raw[i:j])
-            units.extend(_pinyin_run(run))
-            spans.extend((ss, ee) for _, ss, ee in raw[i:j])
-            i = j
-            continue
-        if zh_context and tok.isdigit():
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        s = m.start()
+        if m.lastgroup == "cjk":
+            units.extend(_pinyin_run(tok))
+            spans.extend([(k, k + 1) for k in range(s, s + len(tok))])
+        elif zh_context and tok.isdigit():
             for k, ch in enumerate(tok):
                 units.append(_pinyin_run(_DIGITS[int(ch)])[0])
                 spans.append((s + k, s + k + 1))
         else:
             units.append(tok)
-            spans.append((s, e))
-        i += 1
+            spans.append((s, m.end()))
     return units, spans
+
+
+@lru_cache(maxsize=1 << 16)
+def _clean_word(text: str) -> str:
+    """:func:`clean` of one ASR word: words repeat across utterances and calls."""
+    return clean(text)
 
 
 @dataclass
@@ -98,7 +103,7 @@ class Doc:
             chars: list[str] = []
             times: list[tuple[float, float]] = []
             for w_start, w_end, w_text in words:
-                piece = clean(w_text)
+                piece = _clean_word(w_text)
                 if chars and piece and not piece.startswith(" ") and not has_cjk(piece[:1]) and not has_cjk(chars[-1]):
                     piece = " " + piece  # keep English words apart when the ASR gave no space
                 chars.extend(piece)
@@ -139,21 +144,122 @@ def _phrase_sound(phrase: str) -> tuple[bool, tuple[str, ...]]:
     return has_cjk(phrase_clean), tuple(units_of(phrase_clean)[0])
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one search key (phrase, similarity, pinyin, min_fuzzy_units) is looked for, worked out
+    once per process: a rulebook's keys are few and are searched in every call."""
+
+    mode: int
+    """0: nothing to find; 1: exact characters (``pattern``); 2: exact sound; 3: fuzzy sound."""
+    cjk: bool = False
+    target: str = ""
+    """The phrase's sound units joined as :func:`_joiner` does."""
+    n: int = 0
+    similarity: float = 1.0
+    pattern: re.Pattern[str] | None = None
+
+
+_NOTHING, _CHARACTERS, _EXACT, _FUZZY = 0, 1, 2, 3
+_FILTER_MARGIN = 1.0
+"""rapidfuzz's batch scorer only preselects candidates, with a bar this many points lower than the
+phrase's; each candidate is then scored again with ``fuzz.ratio``, which decides."""
+
+
+@lru_cache(maxsize=8192)
+def _plan(phrase: str, similarity: float, pinyin: bool, min_fuzzy_units: int | None) -> _Plan:
+    if not pinyin:
+        phrase_clean = clean(phrase).strip()
+        if has_cjk(phrase_clean):
+            return _Plan(_CHARACTERS, pattern=re.compile(re.escape(re.sub(r"[^\w]", "", phrase_clean))))
+        similarity = 1.0  # English without sound matching: whole words, exact.
+    cjk, p_units = _phrase_sound(phrase)
+    if not p_units:
+        return _Plan(_NOTHING)
+    n = len(p_units)
+    if min_fuzzy_units is None:
+        min_fuzzy_units = 3 if cjk else 2
+    exact_only = n < min_fuzzy_units or similarity >= 1.0
+    return _Plan(_EXACT if exact_only else _FUZZY, cjk, _joiner(p_units, cjk), n, similarity)
+
+
+SearchKey = tuple[str, float, bool, "int | None"]
+"""What :meth:`DocSet.find` is asked: phrase, similarity, pinyin, min_fuzzy_units."""
+
+
+@dataclass(frozen=True)
+class _FuzzyBatch:
+    """The fuzzy phrases of one script searched together."""
+
+    targets: list[str]
+    by_size: list[tuple[int, list[int], list[str]]]
+    """Per run length: the rows of the targets that need runs of that length, and those targets."""
+    bar: float
+    """The pre-filter's bar: the lowest of the phrases' bars less :data:`_FILTER_MARGIN`."""
+    members: list[tuple[SearchKey, _Plan, int]]
+    """Each key, its plan and its target's row."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A set of search keys sorted by how they are searched; the same set comes back for every call
+    of a rulebook, so it is worked out once."""
+
+    simple: list[tuple[SearchKey, _Plan]]
+    exact: list[tuple[bool, int, frozenset[str], list[tuple[SearchKey, str]]]]
+    fuzzy: list[tuple[bool, _FuzzyBatch]]
+
+
+@lru_cache(maxsize=64)
+def _layout(keys: frozenset[SearchKey]) -> _Layout:
+    simple: list[tuple[SearchKey, _Plan]] = []
+    exact: dict[tuple[bool, int], list[tuple[SearchKey, str]]] = {}
+    fuzzy: dict[bool, list[tuple[SearchKey, _Plan]]] = {}
+    for key in sorted(keys, key=repr):
+        plan = _plan(*key)
+        if plan.mode == _FUZZY:
+            fuzzy.setdefault(plan.cjk, []).append((key, plan))
+        elif plan.mode == _EXACT:
+            exact.setdefault((plan.cjk, plan.n), []).append((key, plan.target))
+        else:
+            simple.append((key, plan))
+    batches = []
+    for cjk, group in fuzzy.items():
+        targets = sorted({plan.target for _, plan in group})
+        row = {t: r for r, t in enumerate(targets)}
+        units: dict[str, set[int]] = {}  # one sound string can be split two ways (xian / xi an)
+        for _, plan in group:
+            units.setdefault(plan.target, set()).add(plan.n)
+        by_size = []
+        for size in sorted({size for _, plan in group for size in (plan.n - 1, plan.n, plan.n + 1) if size >= 1}):
+            rows = [r for r, t in enumerate(targets) if any(abs(n - size) <= 1 for n in units[t])]
+            by_size.append((size, rows, [targets[r] for r in rows]))
+        bar = max(min(plan.similarity for _, plan in group) * 100.0 - _FILTER_MARGIN, 0.0)
+        batches.append((cjk, _FuzzyBatch(targets, by_size, bar, [(key, plan, row[plan.target]) for key, plan in group])))
+    return _Layout(simple, [(cjk, n, frozenset(t for _, t in members), members) for (cjk, n), members in exact.items()],
+                   batches)
+
+
 class DocSet:
     """The utterances of one call made searchable together.
 
     A phrase is looked for in all of them at once: the runs of sound units of every utterance are
     joined once per length and kept, exact phrases are a dictionary lookup, and fuzzy ones go
-    through rapidfuzz's batch scorer in C — instead of a Python loop per utterance, phrase and
-    start position.  The result per utterance is what :func:`find_text` returns for it alone."""
+    through rapidfuzz's batch scorer in C — every fuzzy phrase of one length against every run of
+    that length ±1 in one call, as a pre-filter with a lower bar, then ``fuzz.ratio`` on the few
+    candidates.  The result per utterance is what :func:`find_text` returns for it alone.
 
-    def __init__(self, docs: Sequence[Doc]) -> None:
+    ``expect`` is a set of search keys shared by the calls of one rulebook: the first search of a
+    call answers every key in it at once (their results are what each search alone returns), and
+    each new key asked for is added to it, so from the second call on a call is searched in one
+    batch."""
+
+    def __init__(self, docs: Sequence[Doc], expect: set[SearchKey] | None = None) -> None:
         self.docs = list(docs)
-        self._windows: dict[tuple[int, bool], tuple[list[str], list[tuple[int, int]]]] = {}
-        self._indexes: dict[tuple[int, bool], dict[str, list[int]]] = {}
+        self._expect = expect
+        self._windows: dict[tuple[int, bool], tuple[list[str], list[int]]] = {}
         self._joined: dict[bool, list[tuple[str, list[int]]]] = {}
         self._flat: list[tuple[str, list[int]]] | None = None
-        self._found: dict[tuple, dict[int, list[Match]]] = {}
+        self._found: dict[SearchKey, dict[int, list[Match]]] = {}
 
     def _joined_units(self, cjk: bool) -> list[tuple[str, list[int]]]:
         """Per doc: its units joined (no separator for Chinese, a space for words) and where each
@@ -171,29 +277,20 @@ class DocSet:
             self._joined[cjk] = joined
         return self._joined[cjk]
 
-    def _runs(self, size: int, cjk: bool) -> tuple[list[str], list[tuple[int, int]]]:
-        """Every run of ``size`` units (joined as :func:`_joiner` does) and where it starts (doc, unit)."""
+    def _runs(self, size: int, cjk: bool) -> tuple[list[str], list[int]]:
+        """Every run of ``size`` units (joined as :func:`_joiner` does), and the number of the
+        first run of each doc (doc ``d``'s run at unit ``i`` is run ``firsts[d] + i``)."""
         key = (size, cjk)
         if key not in self._windows:
             trim = 0 if cjk else 1  # the separator after a run's last word is not part of it
             texts: list[str] = []
-            where: list[tuple[int, int]] = []
-            for d, (text, starts) in enumerate(self._joined_units(cjk)):
-                for i in range(len(starts) - 1 - size + 1):
-                    texts.append(text[starts[i] : starts[i + size] - trim])
-                    where.append((d, i))
-            self._windows[key] = (texts, where)
+            firsts: list[int] = []
+            for text, starts in self._joined_units(cjk):
+                firsts.append(len(texts))
+                if len(starts) > size:
+                    texts += [text[a : b - trim] for a, b in zip(starts, starts[size:])]
+            self._windows[key] = (texts, firsts)
         return self._windows[key]
-
-    def _index(self, size: int, cjk: bool) -> dict[str, list[int]]:
-        """Runs of ``size`` units by their text, for exact phrases."""
-        key = (size, cjk)
-        if key not in self._indexes:
-            index: dict[str, list[int]] = {}
-            for k, text in enumerate(self._runs(size, cjk)[0]):
-                index.setdefault(text, []).append(k)
-            self._indexes[key] = index
-        return self._indexes[key]
 
     def _alphanumeric(self) -> list[tuple[str, list[int]]]:
         """Per doc: its letters and digits only, and where each stands in the doc's characters."""
@@ -209,42 +306,80 @@ class DocSet:
         """Doc index → occurrences of a literal phrase (see :func:`find_text`); docs without
         one are absent."""
         key = (phrase, similarity, pinyin, min_fuzzy_units)
-        if key not in self._found:
-            self._found[key] = self._find(phrase, similarity, pinyin, min_fuzzy_units)
-        return self._found[key]
-
-    def _find(self, phrase: str, similarity: float, pinyin: bool, min_fuzzy_units: int | None) -> dict[int, list[Match]]:
-        if not pinyin:
-            phrase_clean = clean(phrase).strip()
-            if has_cjk(phrase_clean):
-                return self._exact_characters(phrase_clean)
-            similarity = 1.0  # English without sound matching: whole words, exact.
-        cjk, p_units = _phrase_sound(phrase)
-        if not p_units:
-            return {}
-        n = len(p_units)
-        if min_fuzzy_units is None:
-            min_fuzzy_units = 3 if cjk else 2
-        exact_only = n < min_fuzzy_units or similarity >= 1.0
-        target = _joiner(p_units, cjk)
-        best: dict[tuple[int, int], tuple[float, int]] = {}
-        # at each start the best of the phrase's length, one unit shorter, one longer (ties: in
-        # that order)
-        for size in [n] if exact_only else [n, n - 1, n + 1]:
-            if size < 1:
-                continue
-            texts, where = self._runs(size, cjk)
-            if exact_only:
-                scored = [(k, 1.0) for k in self._index(size, cjk).get(target, [])]
+        found = self._found.get(key)
+        if found is None:
+            if self._expect is None:
+                self._search([key])
             else:
-                cutoff = similarity * 100.0 - 1e-6  # the bar is checked again below on the 0–1 scale
-                scored = [(k, 1.0 if texts[k] == target else score / 100.0)
-                          for _, score, k in process.extract(target, texts, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None)]
-                scored = [(k, score) for k, score in scored if score >= similarity]
-            for k, score in scored:
-                at = where[k]
+                self._expect.add(key)
+                self._search([k for k in self._expect if k not in self._found])
+            found = self._found[key]
+        return found
+
+    def _search(self, keys: Sequence[SearchKey]) -> None:
+        """Answer ``keys`` into ``_found``: exact ones by phrase length, fuzzy ones by run length in
+        one rapidfuzz call each (see :func:`_layout`)."""
+        layout = _layout(frozenset(keys))
+        found = self._found
+        for key, plan in layout.simple:
+            found[key] = self._exact_characters(plan.pattern) if plan.mode == _CHARACTERS else {}
+        for cjk, n, wanted, members in layout.exact:
+            texts = self._runs(n, cjk)[0]
+            present = wanted.intersection(texts)
+            at: dict[str, list[int]] = {}
+            if present:
+                for k, text in enumerate(texts):
+                    if text in present:
+                        at.setdefault(text, []).append(k)
+            for key, target in members:
+                ks = at.get(target)
+                found[key] = self._matches_at({self._where(n, cjk, k): (1.0, n) for k in ks}) if ks else {}
+        for cjk, batch in layout.fuzzy:
+            self._search_fuzzy(cjk, batch)
+
+    def _search_fuzzy(self, cjk: bool, batch: "_FuzzyBatch") -> None:
+        """Fuzzy phrases: at each start the best of the runs of the phrase's length, one unit
+        shorter, one longer (ties: in that order), at or above the phrase's bar.  The runs of each
+        length are scored against every phrase that needs them in one rapidfuzz call, as a
+        pre-filter; ``fuzz.ratio`` then decides on the few candidates."""
+        candidates: list[list[tuple[int, int]]] = [[] for _ in batch.targets]  # per target: (size, run)
+        for size, rows, queries in batch.by_size:
+            texts = self._runs(size, cjk)[0]
+            if not texts:
+                continue
+            hit_rows, hit_cols = np.nonzero(process.cdist(queries, texts, scorer=fuzz.ratio, score_cutoff=batch.bar,
+                                                          dtype=np.uint8))
+            for q, k in zip(hit_rows.tolist(), hit_cols.tolist()):
+                candidates[rows[q]].append((size, k))
+        for key, plan, row in batch.members:
+            mine = candidates[row]
+            if not mine:
+                self._found[key] = {}
+                continue
+            n, target, similarity = plan.n, plan.target, plan.similarity
+            order = {n: 0, n - 1: 1, n + 1: 2}
+            cutoff = similarity * 100.0 - 1e-6  # the bar is checked again below on the 0–1 scale
+            best: dict[tuple[int, int], tuple[float, int]] = {}
+            for _, size, k in sorted((order[size], size, k) for size, k in mine if size in order):
+                text = self._runs(size, cjk)[0][k]
+                ratio = fuzz.ratio(target, text)
+                if ratio < cutoff:
+                    continue
+                score = 1.0 if text == target else ratio / 100.0
+                if score < similarity:
+                    continue
+                at = self._where(size, cjk, k)
                 if at not in best or score > best[at][0]:
                     best[at] = (score, size)
+            self._found[key] = self._matches_at(best) if best else {}
+
+    def _where(self, size: int, cjk: bool, k: int) -> tuple[int, int]:
+        """(doc, unit) where run ``k`` of ``size`` units starts."""
+        firsts = self._runs(size, cjk)[1]
+        d = bisect_right(firsts, k) - 1
+        return d, k - firsts[d]
+
+    def _matches_at(self, best: dict[tuple[int, int], tuple[float, int]]) -> dict[int, list[Match]]:
         per_doc: dict[int, list[Match]] = {}
         for (d, i), (score, size) in sorted(best.items()):
             doc = self.docs[d]
@@ -252,13 +387,12 @@ class DocSet:
             per_doc.setdefault(d, []).append(Match(s, e, doc.chars[s:e], score))
         return {d: _non_overlapping(found) for d, found in per_doc.items()}
 
-    def _exact_characters(self, phrase_clean: str) -> dict[int, list[Match]]:
+    def _exact_characters(self, pattern: re.Pattern[str]) -> dict[int, list[Match]]:
         """The phrase's characters, letters and digits only, exactly as written."""
-        target = re.escape(re.sub(r"[^\w]", "", phrase_clean))
         out: dict[int, list[Match]] = {}
         for d, (flat_text, where) in enumerate(self._alphanumeric()):
             chars = self.docs[d].chars
-            for m in re.finditer(target, flat_text):
+            for m in pattern.finditer(flat_text):
                 s, e = where[m.start()], where[m.end() - 1] + 1
                 out.setdefault(d, []).append(Match(s, e, chars[s:e], 1.0))
         return out

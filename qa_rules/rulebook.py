@@ -94,9 +94,10 @@ class Detector(_Model):
 
     @property
     def parsed_params(self) -> BaseModel:
-        if self._parsed is None:
-            self._parsed = TRIGGERS[self.operator].params.model_validate(self.params)
-        return self._parsed
+        private = self.__pydantic_private__  # read directly: ``self._parsed`` goes through __getattr__
+        if private["_parsed"] is None:
+            private["_parsed"] = TRIGGERS[self.operator].params.model_validate(self.params)
+        return private["_parsed"]
 
 
 class Situation(_Model):
@@ -133,9 +134,10 @@ class Rule(_Model):
 
     @property
     def parsed_params(self) -> BaseModel:
-        if self._parsed is None:
-            self._parsed = OPERATORS[self.operator].params.model_validate(self.params)
-        return self._parsed
+        private = self.__pydantic_private__  # read directly: ``self._parsed`` goes through __getattr__
+        if private["_parsed"] is None:
+            private["_parsed"] = OPERATORS[self.operator].params.model_validate(self.params)
+        return private["_parsed"]
 
 
 class Section(_Model):
@@ -161,6 +163,15 @@ class Rulebook(_Model):
     situations: list[Situation] = Field(default_factory=list)
     """Situations the call is checked for (triggers); rules refer to them by id."""
     sections: list[Section] = Field(min_length=1)
+
+    _search_keys: set = PrivateAttr(default_factory=set)
+
+    @property
+    def search_keys(self) -> set:
+        """The phrase searches the calls scored with this rulebook have asked for (phrase,
+        similarity, pinyin…), grown as calls are scored: each call's utterances are then searched
+        for all of them in one batch (:class:`qa_rules.matching.DocSet`)."""
+        return self._search_keys
 
     @property
     def rules(self) -> list[tuple[Section, Rule]]:
@@ -288,6 +299,14 @@ def _check_size(path: Path, text: str) -> None:
         return  # the loader below reports syntax errors with their line
     if root is None:
         return
+    if _expanded_nodes(root) > MAX_YAML_NODES:
+        raise RulebookError(path, None, f"the YAML expands to more than {MAX_YAML_NODES:,} values through its "
+                                        "anchors and aliases — refused as a YAML bomb; write the lists out instead")
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """How many nodes the graph stands for once its aliases are expanded (capped just above
+    :data:`MAX_YAML_NODES`), counted on the shared graph."""
     sizes: dict[int, int] = {}
 
     def expanded(node: yaml.Node) -> int:
@@ -304,9 +323,69 @@ def _check_size(path: Path, text: str) -> None:
         sizes[key] = min(total, MAX_YAML_NODES + 1)
         return sizes[key]
 
-    if expanded(root) > MAX_YAML_NODES:
-        raise RulebookError(path, None, f"the YAML expands to more than {MAX_YAML_NODES:,} values through its "
-                                        "anchors and aliases — refused as a YAML bomb; write the lists out instead")
+    return expanded(root)
+
+
+_FAST_MAX_DEPTH = 64
+"""Nesting the libyaml path takes (the default rulebooks nest 8 deep); deeper files go the
+pure-Python way, whose recursion limit refuses a nesting bomb cleanly."""
+
+
+class _LineCLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    pass
+
+
+_LineCLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_fast(text: str) -> Any:
+    """The rulebook's data through libyaml (C), about ten times faster than the pure-Python parser:
+    re-scoring starts by loading the rulebook in every worker.  Only for a plain, valid rulebook —
+    shallow, few aliases, small once expanded, no syntax error, a mapping; anything else returns
+    ``None`` and goes the pure-Python way, which refuses or words it exactly as before.  The same
+    constructor builds the same data with the same lines."""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return None
+    try:
+        depth = aliases = 0
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):  # libyaml's parser does not recurse
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _FAST_MAX_DEPTH:
+                    return None
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    return None
+        loader = _LineCLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None or _expanded_nodes(root) > MAX_YAML_NODES:
+                return None
+            data = loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, RulebookError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load_checked(path: Path, text: str) -> Any:
+    """The rulebook's data through the pure-Python parser, size and expansion checked first."""
+    try:
+        _check_size(path, text)
+    except RecursionError:
+        raise RulebookError(path, None, "the YAML is nested too deeply to be a rulebook — refused") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except RulebookError as exc:
+        raise RulebookError(path, exc.line, exc.problem) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulebookError(path, mark.line + 1 if mark else None, f"YAML syntax error: {problem}") from None
 
 
 def load_rulebook(path: Path | str) -> Rulebook:
@@ -325,18 +404,9 @@ def load_rulebook(path: Path | str) -> Rulebook:
         raise RulebookError(path, None, f"cannot read the rulebook ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise RulebookError(path, None, "the rulebook is not UTF-8 text") from None
-    try:
-        _check_size(path, text)
-    except RecursionError:
-        raise RulebookError(path, None, "the YAML is nested too deeply to be a rulebook — refused") from None
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except RulebookError as exc:
-        raise RulebookError(path, exc.line, exc.problem) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RulebookError(path, mark.line + 1 if mark else None, f"YAML syntax error: {problem}") from None
+    data = _load_fast(text)
+    if data is None:
+        data = _load_checked(path, text)
     if not isinstance(data, dict):
         raise RulebookError(path, 1, "a rulebook is a mapping with id, version, language and sections")
     try:

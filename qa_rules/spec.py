@@ -7,6 +7,7 @@ a line number, not a silently ignored setting.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,5 +92,6 @@ class PhraseSearch(Strict):
     """Match by sound (pinyin / fuzzy words).  Off: exact characters only."""
 
 
+@lru_cache(maxsize=1024)
 def compile_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)

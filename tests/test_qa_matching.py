@@ -118,7 +118,8 @@ def _rulebook_phrases() -> set[str]:
 def test_call_wide_search_finds_exactly_what_the_per_utterance_window_finds():
     """Every phrase of both default rulebooks in every utterance of the saved fixture calls, exact
     and fuzzy (the default bar and exact): the batched search (runs sliced from joined pinyin, rapidfuzz's batch scorer with a
-    cut-off) returns the same matches, scores included."""
+    cut-off) returns the same matches, scores included — one phrase at a time, and all of them in
+    one batch as a rulebook's calls are searched."""
     from qa_rules.matching import DocSet
     from qa_rules.records import Conversation
 
@@ -130,13 +131,19 @@ def test_call_wide_search_finds_exactly_what_the_per_utterance_window_finds():
         for u in Conversation.read(path).utterances
     ]
     together = DocSet(docs)
+    # as a rulebook's calls search: every key answered in one batch on the first search
+    batched = DocSet(docs, expect={(phrase, similarity, True, None) for phrase in phrases for similarity in (0.85, 1.0)})
     compared = hits = 0
     for phrase in phrases:
         for similarity in (0.85, 1.0):
             by_doc = together.find(phrase, similarity)
+            by_doc_batched = batched.find(phrase, similarity)
             for k, d in enumerate(docs):
                 got = [(m.char_start, m.char_end, m.text, m.score) for m in by_doc.get(k, [])]
-                assert got == _reference_find(d, phrase, similarity), (phrase, similarity, d.chars)
+                expected = _reference_find(d, phrase, similarity)
+                assert got == expected, (phrase, similarity, d.chars)
+                assert [(m.char_start, m.char_end, m.text, m.score) for m in by_doc_batched.get(k, [])] == expected, \
+                    ("batched", phrase, similarity, d.chars)
                 compared += 1
                 hits += len(got)
     assert hits > 50 and compared > 10_000
