@@ -212,6 +212,9 @@ def bench_dev_calls(engines: SpeechEngines, settings: Settings, console: Console
         ]
         differences += changed
         rows.append(row)
+        console.print(f"  {call.call_id}: error {row['sequential']['error']:.3f} / {row['batched']['error']:.3f}, "
+                      f"CPU s {row['sequential']['analyse_cpu_s']:.0f} / {row['batched']['analyse_cpu_s']:.0f}"
+                      f"{'' if not changed else ', verdicts differ: ' + '; '.join(changed)}", highlight=False)
         table.add_row(
             call.call_id, f"{analysed.conversation.duration_s:.0f}", *[f"{row[m]['error']:.3f}" for m in MODES],
             *[f"{row[m]['analyse_cpu_s']:.1f}" for m in MODES], "same" if not changed else f"{len(changed)} differ",
