@@ -20,3 +20,4 @@ bench: install
 	.venv/bin/python bench/bench_redaction.py
 	PYTHONPATH=. .venv/bin/python -m bench.bench_startup
 	PYTHONPATH=. .venv/bin/python -m bench.bench_rescore
+	PYTHONPATH=. .venv/bin/python -m bench.bench_asr_modes

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared")).resolve()
 DEV_CALLS = [
-    ROOT / "samples" / "calls" / "zh_good_stereo.flac",  # stereo: Whisper per channel
+    ROOT / "samples" / "calls" / "zh_good_stereo.flac",  # stereo: both channels' speech in one batched Whisper pass
     ROOT / "samples" / "calls" / "zh_good_mono.flac",  # mono: Whisper + pyannote diarization
     SHARED / "data" / "calls2" / "D05_transfer_ok.flac",  # stereo transfer: CAM++ voice comparison
     SHARED / "data" / "calls2" / "D13_customer_first_8k.wav",  # 8 kHz mono
@@ -39,6 +39,8 @@ class DeviceFigures:
     """What one device did with the dev calls; ``rtf`` is stage seconds per second of audio."""
 
     device: str
+    asr: str = ""
+    """The transcription mode the calls ran in (``batched, batch size 8`` or ``sequential``)."""
     load_s: float = 0.0
     audio_s: float = 0.0
     calls: int = 0
@@ -115,8 +117,10 @@ class GpuMemorySampler:
             self._thread.join(timeout=15)
 
 
-def run_device(device: str, calls: list[Path], threads: int | None) -> DeviceFigures:
-    """Load the models on ``device`` as a worker does and run every call through the stages."""
+def run_device(device: str, calls: list[Path], threads: int | None, asr_mode: str | None = None,
+               asr_batch_size: int | None = None) -> DeviceFigures:
+    """Load the models on ``device`` as a worker does and run every call through the stages, in the
+    pipeline's transcription mode (``asr_mode``; the settings' default, batched, when ``None``)."""
     import qa_rules
     import torch
 
@@ -132,8 +136,9 @@ def run_device(device: str, calls: list[Path], threads: int | None) -> DeviceFig
         torch.cuda.reset_peak_memory_stats()
     with GpuMemorySampler() if cuda else _Null() as sampler:
         t0 = time.perf_counter()
-        settings = Settings.load(device=device, threads=threads)
+        settings = Settings.load(device=device, threads=threads, asr_mode=asr_mode, asr_batch_size=asr_batch_size)
         engines = SpeechEngines.load(settings)
+        figures.asr = settings.asr_mode + (f", batch size {settings.asr_batch_size}" if settings.asr_mode == "batched" else "")
         _ = engines.diarizer  # pyannote on the device: a worker loads it on its first mono call
         figures.load_s = time.perf_counter() - t0
         print(f"[{device}] models on {engines.device.describe()} loaded in {figures.load_s:.1f} s", flush=True)
@@ -185,7 +190,8 @@ def _sync(cuda: bool) -> None:
 def report(figures: DeviceFigures) -> list[str]:
     """``figure: value`` lines, one per figure, named so a reader (or a test) can find each one."""
     d = figures.device
-    lines = [f"{d} models loaded (s): {figures.load_s:.1f}",
+    lines = [f"{d} ASR mode: {figures.asr}",
+             f"{d} models loaded (s): {figures.load_s:.1f}",
              f"{d} calls: {figures.calls} ({figures.audio_s:.1f} s of audio)"]
     lines += [f"{d} RTF {stage}: {value:.4f}" for stage, value in figures.rtf().items()]
     lines.append(f"{d} RTF pyannote diarization: {figures.pyannote_rtf:.4f}")
@@ -203,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--call", type=Path, action="append", help="a call to run (repeatable; default: the dev calls)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    parser.add_argument("--asr-mode", choices=("batched", "sequential"), default=None,
+                        help="transcription mode (default: the settings', batched)")
+    parser.add_argument("--asr-batch-size", type=int, default=None, help="chunks per batch in batched mode (default 8)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     calls = args.call or DEV_CALLS
@@ -224,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(skipped, flush=True)
     else:
-        results.append(run_device("cuda", calls, args.threads))
-    results.append(run_device("cpu", calls, args.threads))
+        results.append(run_device("cuda", calls, args.threads, args.asr_mode, args.asr_batch_size))
+    results.append(run_device("cpu", calls, args.threads, args.asr_mode, args.asr_batch_size))
     lines = [line for figures in results for line in report(figures)]
     if len(results) == 2:
         gpu_f, cpu_f = results

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     language: str | None = None
     """Force a language (``zh``, ``en``); ``None`` detects it per call."""
     beam_size: int = 5
+    asr_mode: Literal["batched", "sequential"] = "batched"
+    """``batched``: the speech of a call's channels cut into ≤ 30 s chunks and decoded together
+    (faster-whisper's batched pipeline); ``sequential``: faster-whisper's window-by-window decoding,
+    one channel after the other."""
+    asr_batch_size: int = Field(default=8, ge=1)
+    """Chunks decoded at once in batched mode (speed and memory only, not the text)."""
     num_speakers: int | None = None
     """Force this many speakers in a mono call; ``None``/``0``: clustering decides between
     ``min_speakers`` and ``max_speakers``."""
@@ -75,7 +81,7 @@ class Settings(BaseSettings):
     """Other CAM++ weights instead of the store's."""
 
     def transcription_options(self) -> TranscriptionOptions:
-        return TranscriptionOptions(beam_size=self.beam_size)
+        return TranscriptionOptions(beam_size=self.beam_size, mode=self.asr_mode, batch_size=self.asr_batch_size)
 
     def diarization_options(self) -> DiarizationOptions:
         return DiarizationOptions(

@@ -249,8 +249,8 @@ def _is_transient(task_obj, task_run, state) -> bool:
 
 
 def _free_device_memory() -> None:
-    """After running out of device memory: smaller diarization batches in every loaded engine set,
-    and torch's cached blocks given back (when torch is loaded at all)."""
+    """After running out of device memory: smaller transcription and diarization batches in every
+    loaded engine set, and torch's cached blocks given back (when torch is loaded at all)."""
     for engines in _ENGINES.loaded():
         engines.shrink_batches()
     torch = sys.modules.get("torch")

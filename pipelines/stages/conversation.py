@@ -4,8 +4,8 @@ Three steps, each a plain function that :func:`pipelines.stages.analysis.analyse
 :func:`transcribe_call` (language and words), :func:`find_speakers` (voice activity per channel, or
 pyannote diarization) and :func:`assemble_conversation` (words to speakers, utterances, roles).
 
-Stereo calls with one party per channel are transcribed channel by channel (each channel is its
-own speaker; overlaps survive untouched).  Mono calls are transcribed once and diarized by pyannote;
+Stereo calls with one party per channel are transcribed per channel (each channel is its own
+speaker; overlaps survive untouched) — in batched mode both channels' speech in one batched pass.  Mono calls are transcribed once and diarized by pyannote;
 each word goes to the speaker active around it.
 """
 
@@ -85,8 +85,10 @@ def transcribe_call(audio: CallAudio, engines: SpeechEngines, call_id: str, lang
     segments: list[RecognisedSegment] = []
     if layout.mode == "channels":
         del mix  # not kept while the channels are transcribed: an hour of it is 230 MB
-        for channel in layout.live_channels:
-            words += words_of(engines.transcriber.transcribe(audio.samples[channel], language), f"ch{channel}")
+        # one call for all live channels: in batched mode their speech is decoded together
+        heard = engines.transcriber.transcribe_many([audio.samples[c] for c in layout.live_channels], language)
+        for channel, channel_segments in zip(layout.live_channels, heard):
+            words += words_of(channel_segments, f"ch{channel}")
     else:
         live = layout.live_channels
         signal = audio.samples[live[0]] if len(live) == 1 else mix

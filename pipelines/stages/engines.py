@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -105,7 +105,11 @@ class SpeechEngines:
             return self._diarizer
 
     def shrink_batches(self) -> None:
-        """After the device ran out of memory: smaller diarization batches for the retry (only
-        when the diarizer is loaded — loading it here would cost the memory being freed)."""
+        """After the device ran out of memory: half the batched transcription's chunks per batch,
+        and smaller diarization batches (only when the diarizer is loaded — loading it here would
+        cost the memory being freed), for the retry."""
+        options = self.transcriber.options
+        if options.batch_size > 1:
+            self.transcriber = self.transcriber.with_options(replace(options, batch_size=options.batch_size // 2))
         if self._diarizer is not None:
             self._diarizer.halve_batches()
