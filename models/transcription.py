@@ -132,6 +132,23 @@ class Transcriber:
             raise
 
     def _transcribe_sequential(self, audio: np.ndarray, language: str) -> list[RecognisedSegment]:
+        """faster-whisper's own decoding, window by window of at most ten minutes: it computes the
+        features of all it is given at once, over a gigabyte for an hour-long channel
+        (:mod:`models.long_audio`).  A signal shorter than a window is passed whole."""
+        from models.long_audio import window_bounds
+
+        out: list[RecognisedSegment] = []
+        for start, end in window_bounds(audio, SAMPLE_RATE):
+            offset = start / SAMPLE_RATE
+            out += [
+                RecognisedSegment(s.start + offset, s.end + offset, s.text, s.avg_logprob, s.no_speech_prob,
+                                  [RecognisedWord(w.start + offset, w.end + offset, w.text, w.prob) for w in s.words])
+                if offset else s
+                for s in self._transcribe_window(audio[start:end], language)
+            ]
+        return out
+
+    def _transcribe_window(self, audio: np.ndarray, language: str) -> list[RecognisedSegment]:
         opts = self.options
         segments, _info = self._model.transcribe(
             audio,
