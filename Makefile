@@ -21,3 +21,5 @@ bench: install
 	PYTHONPATH=. .venv/bin/python -m bench.bench_startup
 	PYTHONPATH=. .venv/bin/python -m bench.bench_rescore
 	PYTHONPATH=. .venv/bin/python -m bench.bench_asr_modes
+	PYTHONPATH=. .venv/bin/python -m bench.bench_diarization --steps 0.1 0.2
+	PYTHONPATH=. .venv/bin/python -m bench.bench_memory
