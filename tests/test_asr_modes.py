@@ -68,3 +68,28 @@ def test_batched_and_sequential_give_the_same_verdicts_on_a_real_call(engines, s
         assert all(w.start <= w.end <= conversation.duration_s for u in conversation.utterances for w in u.words)
         results[mode] = qa_rules.score(conversation, analysed.measures, load_rulebook_for("en", None)).categories
     assert results["batched"] == results["sequential"]
+
+
+def test_sequential_mode_decodes_a_long_channel_window_by_window_with_times_put_back():
+    """A channel longer than ten minutes is decoded in windows (bounded feature memory); each
+    window's segment and word times come back shifted to the channel's own clock."""
+    from models.long_audio import window_bounds
+    from models.transcription import RecognisedSegment, RecognisedWord, Transcriber
+
+    signal = np.random.default_rng(0).normal(0, 0.1, 25 * 60 * S).astype(np.float32)
+    signal[9 * 60 * S + 30 * S : 9 * 60 * S + 32 * S] = 0.0  # a pause inside the first cut's search minute
+    seen: list[int] = []
+
+    def window(audio, language):
+        seen.append(len(audio))
+        return [RecognisedSegment(1.0, 2.0, "x", -0.1, 0.0, [RecognisedWord(1.0, 1.5, "x", 0.9)])]
+
+    transcriber = object.__new__(Transcriber)
+    transcriber.options = TranscriptionOptions(mode="sequential")
+    transcriber._transcribe_window = window
+    segments = transcriber.transcribe(signal, "zh")
+    bounds = window_bounds(signal, S)
+    assert len(bounds) == 3 and seen == [b - a for a, b in bounds]
+    assert 9 * 60 * S + 30 * S <= bounds[0][1] <= 9 * 60 * S + 32 * S
+    assert [s.start for s in segments] == [pytest.approx(a / S + 1.0) for a, _ in bounds]
+    assert [s.words[0].end for s in segments] == [pytest.approx(a / S + 1.5) for a, _ in bounds]
