@@ -173,8 +173,26 @@ class Transcriber:
             for spans in plan_chunks(self._speech_spans(signal), CHUNK_SAMPLES)
         ]
         out: list[list[RecognisedSegment]] = [[] for _ in signals]
-        if not chunks:
-            return out
+        for _ in range(MAX_BATCHED_PASSES):
+            if not chunks:
+                break
+            chunks = self._decode_chunks(chunks, signals, language, out)
+        for segs in out:
+            segs.sort(key=lambda s: s.start)
+        return out
+
+    def _decode_chunks(self, chunks: list[SpeechChunk], signals: Sequence[np.ndarray], language: str,
+                       out: list[list[RecognisedSegment]]) -> list[SpeechChunk]:
+        """One batched pass over ``chunks``; recognised segments go to ``out`` by signal.  Returns
+        the untranscribed rest of every chunk whose words stop short of its speech.
+
+        Without timestamp tokens Whisper decodes a chunk once and may end it early — after a quiet
+        phrase it can stop and leave the loud speech after it unheard (measured: a caller's
+        four later turns lost on a dev call).  Sequential decoding seeks on from where the words
+        stopped; this does the same, with the rest of such chunks decoded in the next pass."""
+        from faster_whisper import BatchedInferencePipeline
+
+        opts = self.options
         joined, chunks = lay_out_chunks(chunks, signals)
         # A pipeline per call: it keeps per-run state (the last word's time) that threads must not share.
         pipeline = BatchedInferencePipeline(self._model)
@@ -190,6 +208,7 @@ class Transcriber:
             batch_size=opts.batch_size,
         )
         by_seek = {c.at * FRAMES_PER_SECOND // SAMPLE_RATE: c for c in chunks}
+        heard_until: dict[int, float] = {}
         for seg in segments:
             if seg.no_speech_prob > NO_SPEECH_THRESHOLD and seg.avg_logprob < LOGPROB_THRESHOLD:
                 continue  # what sequential decoding drops as silence
@@ -197,12 +216,17 @@ class Transcriber:
             words = [chunk.original_span(w.start, w.end) for w in seg.words or []]
             if words:
                 start, end = words[0][0], words[-1][1]
+                last = max(w.end for w in seg.words) - chunk.at / SAMPLE_RATE
+                heard_until[chunk.at] = max(heard_until.get(chunk.at, 0.0), last)
             else:
                 start, end = chunk.original_span(seg.start, seg.start)[0], chunk.original_span(seg.end, seg.end)[1]
             out[chunk.signal].append(_recognised(seg, start, end, words))
-        for segs in out:
-            segs.sort(key=lambda s: s.start)
-        return out
+        rest = []
+        for chunk in chunks:
+            heard = heard_until.get(chunk.at)
+            if heard is not None and chunk.samples / SAMPLE_RATE - heard >= UNHEARD_REST_S:
+                rest.append(chunk.after(heard))
+        return rest
 
     def _speech_spans(self, signal: np.ndarray) -> list[tuple[int, int]]:
         """Silero VAD speech spans (samples) with the sequential path's threshold and minimum
@@ -226,6 +250,10 @@ offset in frames (``seek``)."""
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
 """Whisper's window: a batched chunk holds at most this much speech."""
 BATCHED_WITHOUT_TIMESTAMPS = True
+UNHEARD_REST_S = 1.0
+"""A chunk whose words end this much (seconds of speech) before the chunk does is decoded again
+from its last word on."""
+MAX_BATCHED_PASSES = 4
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 """faster-whisper's defaults for a window sequential decoding skips as silence: the batched
@@ -244,6 +272,16 @@ class SpeechChunk:
     @property
     def samples(self) -> int:
         return sum(b - a for a, b in self.spans)
+
+    def after(self, seconds: float) -> "SpeechChunk":
+        """The chunk's speech from ``seconds`` (of its joined speech) on: what is left to decode."""
+        cut = int(seconds * SAMPLE_RATE)
+        spans, joined = [], 0
+        for a, b in self.spans:
+            if joined + (b - a) > cut:
+                spans.append((a + max(cut - joined, 0), b))
+            joined += b - a
+        return SpeechChunk(self.signal, spans)
 
     def original_span(self, start: float, end: float) -> tuple[float, float]:
         """A word's times in the laid-out signal (seconds) → seconds in its own signal.  Both ends

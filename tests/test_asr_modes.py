@@ -93,3 +93,31 @@ def test_sequential_mode_decodes_a_long_channel_window_by_window_with_times_put_
     assert 9 * 60 * S + 30 * S <= bounds[0][1] <= 9 * 60 * S + 32 * S
     assert [s.start for s in segments] == [pytest.approx(a / S + 1.0) for a, _ in bounds]
     assert [s.words[0].end for s in segments] == [pytest.approx(a / S + 1.5) for a, _ in bounds]
+
+
+def test_a_chunk_left_after_its_last_heard_word_keeps_the_rest_of_its_speech():
+    chunk = SpeechChunk(1, [(1 * S, 3 * S), (10 * S, 12 * S), (20 * S, 21 * S)])
+    assert chunk.after(0.5).spans == [(int(1.5 * S), 3 * S), (10 * S, 12 * S), (20 * S, 21 * S)]
+    assert chunk.after(2.5).spans == [(int(10.5 * S), 12 * S), (20 * S, 21 * S)]
+    assert chunk.after(4.0).spans == [(20 * S, 21 * S)]
+    assert chunk.after(5.0).spans == [] and chunk.after(0.5).signal == 1
+
+
+def test_batched_mode_goes_on_after_a_quiet_phrase_that_ended_the_chunk_early(engines, calls2):
+    """D03: the caller's first phrase is 25 dB quieter than the rest.  Decoded once, the caller's
+    chunk ended after it and the caller's four later turns were lost; the batched mode decodes the
+    rest of such a chunk again, so every caller turn is heard, as in sequential mode."""
+    import json
+    from dataclasses import replace
+
+    from pipelines.stages.audio import decode_audio
+
+    label = json.loads((calls2 / "labels.json").read_text(encoding="utf-8"))["calls"]["D03_quiet_ok"]
+    caller_turns = [(t["start"], t["end"]) for t in label["turns"] if t["speaker"] == "customer"]
+    audio = decode_audio(calls2 / "D03_quiet_ok.flac")
+    batched = engines.transcriber.with_options(replace(engines.transcriber.options, mode="batched"))
+    caller, agent = batched.transcribe_many([audio.samples[0], audio.samples[1]], "zh")
+    words = [w for seg in caller for w in seg.words]
+    for start, end in caller_turns:
+        assert any(start - 0.5 <= (w.start + w.end) / 2 <= end + 0.5 for w in words), (start, end, [s.text for s in caller])
+    assert agent and max(w.end for seg in agent for w in seg.words) > 38.0
