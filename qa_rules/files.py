@@ -60,12 +60,13 @@ def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
     """``out_dir/<call_id><suffix>``, asserted to stay directly inside ``out_dir``: a call id is
     validated where it enters (:mod:`pipelines.sources`), and this guards every writer as well."""
     out = Path(out_dir)
-    path = out / f"{call_id}{suffix}"
+    name = f"{call_id}{suffix}"
+    path = out / name
     base = _resolved_folder(os.path.abspath(out))
-    # the name has no separator (checked below), so the file resolves to its folder's place unless
-    # it is itself a link: only then is it followed (one lstat instead of a walk up the whole path)
-    target = path.resolve() if os.path.islink(path) else base / path.name
-    if path.name != f"{call_id}{suffix}" or target.parent != base:
+    # a name without a separator resolves to its folder's place unless the file is itself a link:
+    # only then (or for a name that is not one) is the whole path resolved (one lstat, not a walk)
+    target = path.resolve() if path.name != name or os.path.islink(path) else base / name
+    if path.name != name or target.parent != base:
         raise OutsideOutputError(
             f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"
         )
