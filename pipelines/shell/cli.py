@@ -258,8 +258,9 @@ def _require_output_folder(out: Path) -> None:
 @contextmanager
 def collector_paused():
     """Python's cycle collector paused while a command loads: the rule engine's dictionaries hold
-    hundreds of thousands of small lists, and the collector would walk the growing heap dozens of
-    times and find nothing (a third of the start-up's CPU).  It runs again as before afterwards."""
+    hundreds of thousands of small lists, and the collector would walk the growing heap again and
+    again and find nothing (about a sixth of the loading's CPU: 0.65 → 0.54 s for the engine, the
+    template and both default rulebooks).  It runs again as before afterwards."""
     enabled = gc.isenabled()
     gc.disable()
     try:
