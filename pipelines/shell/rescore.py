@@ -6,6 +6,7 @@ back in the order of the files, as summary rows with the error line of a call th
 
 from __future__ import annotations
 
+import gc
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,16 +34,25 @@ def _rescore_chunk(args: tuple[list[Path], Path, Path | None]) -> list[Outcome]:
     return [rescore_one(path, out, rulebook_path) for path in files]
 
 
-def _load_before_fork(rulebook_path: Path | None) -> None:
-    """What every worker needs, loaded once here before the pool forks, so that each worker starts
-    with it instead of loading it again: the rule engine (pinyin dictionaries, rapidfuzz, numpy),
-    the rulebook(s) — the given one, or both languages' defaults — and the scorecard template.
-    A rulebook that cannot be loaded is left for the workers, which report it per call as before."""
-    import qa_rules.engine  # noqa: F401 - imported for the workers
+def worker_count(files: int, workers: int = 0) -> int:
+    """The processes :func:`rescore_files` uses for ``files`` calls (``workers`` 0: one per core)."""
+    workers = workers or os.cpu_count() or 1
+    return min(workers, max(1, files // 20))  # a process is worth starting for 20 calls or more
+
+
+def preload(rulebook_path: Path | None, rulebooks: bool = True) -> None:
+    """What every call needs, loaded once up front: the rule engine (pinyin dictionaries, rapidfuzz,
+    numpy), the scorecard template and, with ``rulebooks``, the rulebook(s) — the given one, or both
+    languages' defaults.  Before the pool forks, so that each worker starts with it instead of
+    loading it again.  A rulebook that cannot be loaded is left for the calls, which report it one
+    by one as before."""
+    import qa_rules.engine  # noqa: F401 - imported for the calls
     from pipelines.reports.html import environment
     from pipelines.stages.scoring import load_rulebook_for
 
     environment().get_template("scorecard.html.j2")
+    if not rulebooks:
+        return
     for language in ["zh", "en"] if rulebook_path is None else [""]:
         try:
             load_rulebook_for(language, rulebook_path)
@@ -52,14 +62,19 @@ def _load_before_fork(rulebook_path: Path | None) -> None:
 
 def rescore_files(files: list[Path], out: Path, rulebook_path: Path | None = None, workers: int = 0) -> list[Outcome]:
     """Re-score ``files`` into ``out`` with ``workers`` processes (0: one per core; 1: here)."""
-    workers = workers or os.cpu_count() or 1
-    workers = min(workers, max(1, len(files) // 20))  # a process is worth starting for 20 calls or more
+    workers = worker_count(len(files), workers)
     if workers <= 1:
         return [rescore_one(path, out, rulebook_path) for path in files]
-    _load_before_fork(rulebook_path)
+    preload(rulebook_path)  # at once when the caller has loaded it already (everything is cached)
     chunks = [files[k::workers] for k in range(workers)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(_rescore_chunk, [(chunk, out, rulebook_path) for chunk in chunks]))
+    # what is loaded is left out of the workers' cycle collections: they neither walk it again nor
+    # write to its pages (the workers share the parent's memory instead of copying it)
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_rescore_chunk, [(chunk, out, rulebook_path) for chunk in chunks]))
+    finally:
+        gc.unfreeze()
     by_file: dict[Path, Outcome] = {}
     for chunk, outcomes in zip(chunks, parts):
         by_file.update(zip(chunk, outcomes))
