@@ -126,6 +126,7 @@ def child(path: Path) -> dict:
         "stage_s": analysed.stage_s,
         "wall_s": wall,
         "utterances": len(analysed.conversation.utterances),
+        "asr_mode": settings.asr_mode,
     }
 
 
@@ -168,7 +169,7 @@ def main() -> None:
                               *(f"{stage.get(s, 0):.0f}" for s in ("decode", "transcribe", "speakers", "measure")),
                               f"{r['wall_s'] / (r['duration_min'] * 60):.3f}", verdict)
                 growth.setdefault(layout, []).append((minutes, r["peak_mb"]))
-                console.print(f"{layout} {minutes:g} min: peak {r['peak_mb']:.0f} MB "
+                console.print(f"{layout} {minutes:g} min ({r.get('asr_mode')} ASR): peak {r['peak_mb']:.0f} MB "
                               f"({r['utterances']} utterances, {r['wall_s']:.0f} s)")
     console.print(table)
     for layout, points in growth.items():
