@@ -13,13 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipelines.results.store import Store, default_store_url
+from tests.prefect_support import wait_healthy
 from tests.audio_fixtures import silence, tone, write_wav
 
 CALLQA = [sys.executable, "-m", "pipelines.shell.cli"]
@@ -46,17 +46,7 @@ def prefect_server(tmp_path_factory):
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-        assert proc.poll() is None, (home / "server.log").read_text()
-    else:
-        raise AssertionError("Prefect server did not start: " + (home / "server.log").read_text())
+    wait_healthy(url, proc, home / "server.log", 180)
     yield {"PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

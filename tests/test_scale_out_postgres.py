@@ -27,11 +27,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.prefect_support import wait_healthy
 from tests.pg_server import postgres_missing, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,17 +112,7 @@ def _signal_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
             pass
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-        assert proc.poll() is None, "Prefect server exited:\n" + log.read_text()
-    raise AssertionError("Prefect server did not answer /health:\n" + log.read_text())
+
 
 
 def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_exactly_once(tmp_path):
@@ -170,7 +160,7 @@ def test_two_process_workers_on_postgres_one_killed_mid_batch_every_call_done_ex
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                 env=server_env, cwd=tmp_path, stdout=server_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
             ))
-            _wait_healthy(api, spawned[0], server_log, 180)
+            wait_healthy(api, spawned[0], server_log, 180)
             mark("prefect server on postgres")
 
             def prefect(*args: str, timeout: float = 180) -> subprocess.Popen:
