@@ -99,3 +99,21 @@ def test_a_store_from_an_earlier_version_gains_new_columns(tmp_path):
     rows = {r.call_id: r for r in store.calls()}
     assert rows["old-call"].status == "done" and rows["old-call"].agent_id is None
     assert rows["new-call"].agent_id == "A1" and rows["new-call"].claims == 0
+
+
+@pytest.mark.parametrize("key,value", [
+    ("diarization_step", "0"), ("diarization_step", "1.5"), ("diarization_step", "nan"), ("diarization_step", "fast"),
+    ("asr_mode", "turbo"), ("asr_batch_size", "0"), ("asr_batch_size", "-3"), ("asr_batch_size", "many"),
+])
+def test_a_bad_speed_setting_is_one_clear_line(tmp_path, monkeypatch, key, value):
+    """The throughput settings (file and environment) refuse a broken value with one line naming
+    the setting, before any model is loaded."""
+    config = tmp_path / "speed.yaml"
+    config.write_text(f"{key}: {value}\n")
+    with pytest.raises(SystemExit) as info:
+        Settings.load(config)
+    assert "speed.yaml" in str(info.value) and key in str(info.value)
+    monkeypatch.setenv(f"CALLQA_{key.upper()}", value)
+    with pytest.raises(SystemExit) as info:
+        Settings.load()
+    assert key in str(info.value)
