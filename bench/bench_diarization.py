@@ -41,16 +41,11 @@ def labelled_mono_calls() -> list[tuple[str, Path, list[tuple[str, float, float]
 
 
 def test_set():
-    import pyannote.audio.sample as sample_pkg
-    from pyannote.database.util import load_rttm
+    """``bench_stages``' diarization files (telephone sample, AMI clips scored over 30 s) and the
+    labelled mono dev calls."""
+    from bench.bench_stages import _annotation, diarization_files
 
-    sample_dir = Path(sample_pkg.__file__).parent
-    ami = load_rttm(SHARED / "real" / "ami_meeting" / "reference.rttm")
-    items = [
-        ("pyannote sample (telephone)", sample_dir / "sample.wav", load_rttm(sample_dir / "sample.rttm")["sample"], None),
-        ("AMI dev00", SHARED / "real" / "ami_meeting" / "dev00.wav", ami["dev00"], 30.0),
-        ("AMI dev01", SHARED / "real" / "ami_meeting" / "dev01.wav", ami["dev01"], 30.0),
-    ]
+    items = [(name, path, reference, 30.0 if "AMI" in name else None) for name, path, reference in diarization_files()]
     for call_id, path, turns in labelled_mono_calls():
         items.append((call_id, path, _annotation(turns, call_id), None))
     return items
@@ -59,19 +54,11 @@ def test_set():
 def _hypothesis(spans, name: str, labelled_call: bool):
     """The diarizer's turns; for a labelled dev call one speaker's turns closer than
     ``JOIN_PAUSES_S`` are joined first, as in ``bench/role_eval.py`` (labels mark whole utterances)."""
+    from bench.bench_stages import _annotation
     from bench.role_eval import JOIN_PAUSES_S
 
     ann = _annotation([(s.speaker, s.start, s.end) for s in spans], name)
     return ann.support(JOIN_PAUSES_S) if labelled_call else ann
-
-
-def _annotation(spans, uri):
-    from pyannote.core import Annotation, Segment
-
-    ann = Annotation(uri=uri)
-    for speaker, start, end in spans:
-        ann[Segment(start, end)] = speaker
-    return ann
 
 
 def main() -> None:

@@ -141,9 +141,8 @@ class Transcriber:
         for start, end in window_bounds(audio, SAMPLE_RATE):
             offset = start / SAMPLE_RATE
             out += [
-                RecognisedSegment(s.start + offset, s.end + offset, s.text, s.avg_logprob, s.no_speech_prob,
-                                  [RecognisedWord(w.start + offset, w.end + offset, w.text, w.prob) for w in s.words])
-                if offset else s
+                replace(s, start=s.start + offset, end=s.end + offset,
+                        words=[replace(w, start=w.start + offset, end=w.end + offset) for w in s.words])
                 for s in self._transcribe_window(audio[start:end], language)
             ]
         return out
