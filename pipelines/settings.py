@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     language: str | None = None
     """Force a language (``zh``, ``en``); ``None`` detects it per call."""
     beam_size: int = 5
-    asr_mode: Literal["batched", "sequential"] = "sequential"
+    asr_mode: Literal["batched", "sequential"] = "batched"
     """``batched``: the speech of a call's channels cut into ≤ 30 s chunks and decoded together
     (faster-whisper's batched pipeline); ``sequential``: faster-whisper's window-by-window decoding,
     one channel after the other."""
