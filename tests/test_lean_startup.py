@@ -13,8 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+from pipelines.results.store import Store, default_store_url
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("pyannote.audio", "lightning", "pytorch_lightning", "faster_whisper", "ctranslate2", "torch", "torchaudio")
+PREFECT_RUN = ("prefect.flow_engine", "prefect.server.api.server")
+"""Imported by a Prefect flow run and by Prefect's local (ephemeral) API: a cache-only run, with no
+Prefect server configured, starts neither."""
 
 # Runs the real CLI in this interpreter, then reports which heavy modules it imported.
 DRIVER = textwrap.dedent(
@@ -27,11 +32,13 @@ DRIVER = textwrap.dedent(
         heavy = {heavy!r}
         print("IMPORTED=" + json.dumps([m for m in heavy if m in sys.modules]))
     """
-).format(heavy=HEAVY)
+).format(heavy=HEAVY + PREFECT_RUN)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING", "CALLQA_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING", "CALLQA_THREADS": "2"}
+    env.pop("PREFECT_API_URL", None)  # one-shot runs on Prefect's local API, as on a fresh machine
+    return env
 
 
 def _run_and_report(*args: str) -> tuple[list[str], dict]:
@@ -54,13 +61,14 @@ def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tm
     out = tmp_path / "out"
     out.mkdir()
     imported, first = _run_and_report(str(calls), "--out", str(out))
-    assert first["transcribed"] == ["call1"]
+    assert first["transcribed"] == ["call1"] and first["prefect"] is True
     assert "faster_whisper" in imported  # the check below can fail: a run that transcribes imports it
+    assert "prefect.flow_engine" in imported  # ... and so can the Prefect one: model work is a flow run
     assert "pyannote.audio" not in imported and "lightning" not in imported  # a stereo call needs no diarizer
 
     # nothing to do: every call finished with the same inputs
     imported, second = _run_and_report(str(calls), "--out", str(out))
-    assert second["skipped"] == ["call1"] and second["transcribed"] == []
+    assert second["skipped"] == ["call1"] and second["transcribed"] == [] and second["prefect"] is False
     assert imported == [], f"a run with nothing to do imported {imported}"
 
     # a rulebook change: re-scored from the analysis cache
@@ -70,9 +78,26 @@ def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tm
     text = qa_rules.default_rulebook_path("en").read_text(encoding="utf-8")
     rulebook.write_text(text.replace("pass_mark: 80", "pass_mark: 97"), encoding="utf-8")
     imported, third = _run_and_report(str(calls), "--out", str(out), "--rulebook", str(rulebook))
-    assert third["cached"] == ["call1"] and third["transcribed"] == []
+    assert third["cached"] == ["call1"] and third["transcribed"] == [] and third["prefect"] is False
     assert json.loads((out / "call1.scorecard.json").read_text(encoding="utf-8"))["pass_mark"] == 97
     assert imported == [], f"a re-score from the cache imported {imported}"
+
+    # a rulebook change and a new call the cache cannot answer: the whole batch is a flow run, the
+    # cached call re-scored from the cache, the new one transcribed; each taken up once
+    import soundfile
+
+    audio, rate = soundfile.read(calls / "call1.wav")
+    soundfile.write(calls / "call2.wav", audio[: 4 * rate], rate)
+    rulebook.write_text(text.replace("pass_mark: 80", "pass_mark: 96"), encoding="utf-8")
+    imported, fourth = _run_and_report(str(calls), "--out", str(out), "--rulebook", str(rulebook))
+    assert fourth["done"] == ["call1", "call2"] and fourth["skipped"] == [] and fourth["failed"] == {}
+    assert fourth["cached"] == ["call1"] and fourth["transcribed"] == ["call2"] and fourth["prefect"] is True
+    assert "faster_whisper" in imported and "prefect.flow_engine" in imported
+    for call_id in ("call1", "call2"):
+        assert json.loads((out / f"{call_id}.scorecard.json").read_text(encoding="utf-8"))["pass_mark"] == 96
+    store = Store(default_store_url(out))
+    claims = {row.call_id: (row.status, row.claims) for row in store.calls()}
+    assert claims == {"call1": ("done", 3), "call2": ("done", 1)}, claims
 
 
 def test_missing_diarization_weights_stop_the_batch_up_front_without_importing_pyannote(tmp_path):

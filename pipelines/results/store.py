@@ -327,12 +327,9 @@ class Store:
         live worker holds it."""
         with Session(self.engine) as session:
             row = session.get(CallRow, call_id)
-            if row is None:
+            if row is None or not _wants_processing(row, input_key, rulebook_key, force):
                 return False
             seen_status, seen_claim = row.status, row.claimed_by
-            finished = row.status == "done" and row.input_key == input_key and row.rulebook_key == rulebook_key
-            if (finished and not force) or (row.status == "processing" and not _claim_is_dead(row)):
-                return False
         with Session(self.engine) as session, session.begin():
             result = session.execute(
                 update(CallRow)
@@ -340,6 +337,13 @@ class Store:
                 .values(status="processing", claimed_by=worker, claimed_at=time.time(), claims=CallRow.claims + 1)
             )
             return result.rowcount == 1
+
+    def wants_processing(self, call_id: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
+        """Whether :meth:`claim` would take the call now (it is known, not finished with these inputs,
+        not held by a live worker) — without taking it."""
+        with Session(self.engine) as session:
+            row = session.get(CallRow, call_id)
+            return row is not None and _wants_processing(row, input_key, rulebook_key, force)
 
     def release(self, call_id: str) -> None:
         """Give a claimed call back (pending) when the worker, not the call, is at fault."""
@@ -519,6 +523,11 @@ def _mark_stale_reviews(session: Session, call_id: str) -> None:
 
 def _same(column, value):
     return column.is_(None) if value is None else column == value
+
+
+def _wants_processing(row: "CallRow", input_key: str, rulebook_key: str, force: bool) -> bool:
+    finished = row.status == "done" and row.input_key == input_key and row.rulebook_key == rulebook_key
+    return not ((finished and not force) or (row.status == "processing" and not _claim_is_dead(row)))
 
 
 def _claim_is_dead(row: CallRow) -> bool:

@@ -11,13 +11,18 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from pipelines.shell.batch import BatchResult
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline call-center QA: transcripts, scorecards.")
 models_app = typer.Typer(no_args_is_help=True, help="The local model store.")
@@ -174,7 +179,7 @@ def run(
         _fail(str(exc))
     if not len(found):
         _fail(f"no calls found in {source}")
-    from pipelines.shell import flows
+    from pipelines.shell import batch
 
     with _progress() as progress:
         task = progress.add_task("QA batch", total=len(found))
@@ -184,15 +189,14 @@ def run(
             progress.update(task, advance=1, description=progress_text(status, call_id))
 
         if store:  # kept out of the flow's parameters, which Prefect stores and shows (passwords too)
-            os.environ[flows.BATCH_STORE_ENV] = store
+            os.environ[batch.BATCH_STORE_ENV] = store
         rulebook_path = str(rulebook) if rulebook else None
-        handover = flows.LocalRun(progress=hook, source=str(source), calls=found, rulebook_path=rulebook_path, rulebook=book)
+        handover = batch.LocalRun(progress=hook, source=str(source), calls=found, rulebook_path=rulebook_path, rulebook=book)
+        parameters = dict(source=str(source), rulebook=rulebook_path, out=str(out), store_url=None, settings=settings,
+                          cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force)
         try:
-            with flows.local_run(handover):
-                result = flows.qa_batch(
-                    source=str(source), rulebook=rulebook_path, out=str(out), store_url=None, settings=settings,
-                    cache_dir=str(cache_dir) if cache_dir else None, gpu_slots=gpu_slots, force=force,
-                )
+            with batch.local_run(handover):
+                result = _cache_first_then_flow(parameters)
         except ModelUnavailableError as exc:
             _fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - turned into one line when it is Prefect's API
@@ -217,6 +221,28 @@ def run(
         for where, reason in result.refused.items():
             console.print(f"  - {escape(where)}: {escape(reason)}")
         raise typer.Exit(EXIT_PARTIAL if (result.done or result.skipped) else 1)
+
+
+def _cache_first_then_flow(parameters: dict) -> "BatchResult":
+    """The batch without Prefect when every call is finished or answered from the analysis cache
+    and no Prefect server is configured; else the ``qa-batch`` flow.
+
+    Prefect's local (ephemeral) API costs ~10 s to start per one-shot run, more than re-scoring a
+    small batch; a run with no model work has nothing for it to orchestrate (README, "Lean
+    start-up").  With a Prefect server configured (``PREFECT_API_URL``, in the environment or a
+    Prefect profile) every run is a flow run there, recorded and visible in its UI."""
+    from prefect.settings import get_current_settings
+
+    from pipelines.shell import batch
+
+    if not get_current_settings().api.url:
+        opened = batch.open_batch(**parameters)
+        answers = opened.answers_from_cache()
+        if answers is not None:
+            return opened.run(batch.CacheOnlySteps(answers))
+    from pipelines.shell import flows
+
+    return flows.qa_batch(**parameters)
 
 
 def progress_text(status: str, call_id: str) -> str:

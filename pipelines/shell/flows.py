@@ -1,7 +1,8 @@
 """Prefect orchestration: ``qa_batch`` runs the nightly QA batch over a folder, a glob or a manifest.
 
-The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages.analysis`,
-:mod:`pipelines.stages.scoring`); it adds what a night on GPU workers needs:
+The flow is a thin shell over :func:`pipelines.shell.batch.run_batch` (the batch's logic, written
+once) and the plain stage functions (:mod:`pipelines.stages.analysis`, :mod:`pipelines.stages.scoring`);
+together they give what a night on GPU workers needs:
 
 - **claims** in the results store, so several workers sharing one store never process a call twice
   and a call left behind by a killed worker is taken over on the next run;
@@ -18,15 +19,12 @@ The flow is a thin shell over the plain stage functions (:mod:`pipelines.stages.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import queue
 import sys
 import threading
 from collections import OrderedDict
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -34,15 +32,25 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from models.errors import DeviceOutOfMemoryError, ModelUnavailableError
-from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
-from pipelines.results.store import Store, default_store_url, display_url, worker_identity
+from models.errors import DeviceOutOfMemoryError
+from pipelines.reports.summary import SummaryRow, write_summary
+from pipelines.results.store import Store
 from pipelines.settings import Settings
-from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
-from pipelines.shell.sources import SourceCalls
-from pipelines.stages.analysis import AnalysedCall, analyse_call, readable_audio
-from qa_rules.files import OutsideOutputError, make_private_dir
-from qa_rules.records import CallError, CallSource, Scorecard
+from pipelines.shell.batch import (  # noqa: F401 - the batch's records, re-exported for the flow's callers
+    BATCH_STORE_ENV,
+    MAX_IN_FLIGHT,
+    BatchResult,
+    CallAnalysis,
+    LocalRun,
+    local_run,
+    require_model_files,
+    run_batch,
+    score_and_store_call,
+    cached_analysis,
+)
+from pipelines.shell.cache import AnalysisCache
+from pipelines.stages.analysis import AnalysedCall, analyse_call
+from qa_rules.records import CallSource, Scorecard
 
 if TYPE_CHECKING:
     from pipelines.stages.engines import ModelSettings, SpeechEngines
@@ -50,15 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH_STORE_ENV = "CALLQA_BATCH_STORE_URL"
-"""The store URL when it is not a flow parameter: Prefect keeps flow parameters in its database and
-shows them in its UI, so a URL with a password is handed over in the environment instead."""
-
 MODEL_LIMIT_PREFIX = "callqa-model-calls-"
 """Name prefix of the Prefect global concurrency limit that bounds a run's model calls (see
 :func:`model_call_limit`)."""
-MAX_IN_FLIGHT = 16
-"""Threads of the flow's task runner: an upper bound on calls in flight whatever ``gpu_slots`` says."""
 
 SLOT_WAIT_ENV = "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS"
 os.environ.setdefault(SLOT_WAIT_ENV, "1")
@@ -66,70 +68,6 @@ os.environ.setdefault(SLOT_WAIT_ENV, "1")
 default grows to the slot's average occupancy, up to 30 s: the core would idle that long after
 each model call (a 22-call batch took minutes longer).  One second for the local (ephemeral) API
 this process starts; a separately started ``prefect server`` wants the same variable (README)."""
-
-
-# ---------------------------------------------------------------------------- hand-over from the CLI
-@dataclass(frozen=True)
-class LocalRun:
-    """What ``callqa run`` has already done in this process, handed to the flow outside its
-    parameters (Prefect serialises those to its API): the progress hook, the source it read to count
-    the calls, and the rulebook it loaded to refuse a broken one before Prefect starts.  The flow
-    uses each only when it is for the same source / rulebook path it was given, so a deployment run
-    (no CLI) reads them itself."""
-
-    progress: Callable[[str, str], None] | None = None
-    source: str | None = None
-    calls: SourceCalls | None = None
-    rulebook_path: str | None = None
-    rulebook: "Rulebook | None" = None
-
-
-_local_run: LocalRun | None = None
-
-
-@contextmanager
-def local_run(handover: LocalRun) -> Iterator[None]:
-    """Hand ``handover`` to the flow runs started inside this block."""
-    global _local_run
-    _local_run = handover
-    try:
-        yield
-    finally:
-        _local_run = None
-
-
-@dataclass
-class BatchResult:
-    """What a run did: ``transcribed`` counts calls whose audio went through the models."""
-
-    total: int = 0
-    done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
-    """Entries of the source refused before processing (a bad or duplicate call id), by where they
-    are (``manifest calls.csv, line 7``) → the reason."""
-    skipped: list[str] = field(default_factory=list)
-    """Finished earlier with the same inputs, or held by another live worker."""
-    transcribed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    out_dir: str = ""
-    store_url: str = ""
-    summary_html: str = ""
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.failed or self.refused)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class CallAnalysis:
-    key: str
-    """Content key of the analysis (audio hash + model + parameters)."""
-    cached: bool
-    analysed: AnalysedCall
 
 
 # ---------------------------------------------------------------------------- per worker process
@@ -166,18 +104,6 @@ def worker_engines(settings: Settings) -> "SpeechEngines":
     """The speech models of this worker process, loaded on first use and kept for every call whose
     model settings are the same (language, channel map and limits do not reload them)."""
     return _ENGINES.get(settings)
-
-
-def require_model_files(settings: Settings) -> None:
-    """Raise :class:`ModelUnavailableError` (with its fix) when a model the batch may need is not in
-    the store.  Only files are checked: loading Whisper or importing pyannote.audio here would make
-    every run pay seconds of start-up, even one with nothing to do (see README, "Lean start-up")."""
-    from models.model_store import ModelStore
-
-    store = ModelStore(settings.model_store)
-    store.whisper(settings.asr_model)
-    store.segmentation(settings.segmentation)
-    store.speaker_embedding(settings.embedding)
 
 
 # ---------------------------------------------------------------------------- model-call limit
@@ -266,21 +192,11 @@ _RETRY = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _is_tran
 def analyse_task(call: CallSource, settings: Settings, cache_dir: str, model_limit: str) -> CallAnalysis:
     """:func:`analyse_call` for one call, or the content-keyed cache when it has the result.  Model
     calls take a slot of ``model_limit`` each; decoding and measuring run beside other calls'."""
-    from models.model_store import ModelStore
-
-    path = readable_audio(call)
-    model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
-    key = analysis_key(audio_sha256(path), settings, model_dir, call.channel_map)
-    cache = AnalysisCache(Path(cache_dir))
-    hit = cache.get(key)
+    key, hit = cached_analysis(call, settings, cache_dir)
     if hit is not None:
-        conversation, measures = hit
-        conversation = conversation.model_copy(
-            update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
-        )
-        return CallAnalysis(key, True, AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id})))
+        return hit
     analysed = analyse_call(call, settings, lambda: worker_engines(settings), _model_slot(model_limit))
-    cache.put(key, analysed.conversation, analysed.measures)
+    AnalysisCache(Path(cache_dir)).put(key, analysed.conversation, analysed.measures)
     return CallAnalysis(key, False, analysed)
 
 
@@ -289,20 +205,8 @@ def score_and_store(
     analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str, input_key: str,
     rulebook_key: str, redact: bool,
 ) -> Scorecard:
-    """Write the call's conversation and measures beside its scorecard (JSON + HTML) and replace its
-    rows in the store — retried when the database is busy; return the card."""
-    from pipelines.stages.scoring import score_and_report
-
-    out = Path(out_dir)
-    analysed.write(out)
-    card = score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
-    call_id = analysed.conversation.call_id
-    store.save(
-        call_id, worker, input_key, rulebook_key, analysed.conversation, analysed.measures, card,
-        conversation_path=out / f"{call_id}.conversation.json", scorecard_path=out / f"{call_id}.scorecard.json",
-        redact=redact,
-    )
-    return card
+    """:func:`score_and_store_call` as a task: retried when the database is busy."""
+    return score_and_store_call(analysed, rulebook, out_dir, store, worker, input_key, rulebook_key, redact)
 
 
 @task(name="batch summary", cache_policy=NO_CACHE)
@@ -360,113 +264,23 @@ def qa_batch(
     is measured while others hold the model slots; finished analyses are scored and stored here, in
     the flow's thread, one at a time.
     """
-    from pipelines.shell.sources import read_source
-    from pipelines.stages.scoring import Rulebooks
-
-    settings = settings or Settings.load()
-    handed = _local_run or LocalRun()
-    os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them
-    out_dir = Path(out)
-    make_private_dir(out_dir)
-    store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
-    cache_folder = str(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis")
-    rulebook_key = _rulebook_key(rulebook)
-    rulebooks = Rulebooks(Path(rulebook) if rulebook else None,
-                          handed.rulebook if rulebook and handed.rulebook_path == rulebook else None)
-    # A missing model stops the run here with its fix, instead of failing every call one by one.
-    require_model_files(settings)
-    found = handed.calls if handed.calls is not None and handed.source == source else read_source(source)
-    calls = found.calls
-    store.register(calls)
-    worker = worker_identity()
-    result = BatchResult(total=len(found), out_dir=str(out_dir), store_url=display_url(store.url))
-    rows: list[SummaryRow] = []
-    notify = handed.progress or (lambda call_id, status: None)
-    for entry in found.rejected:
-        log.warning("%s: %s — skipped", entry.label, entry.reason)
-        result.refused[entry.call_id or entry.label] = entry.reason
-        rows.append(SummaryRow.failure(entry.call_id or entry.label, entry.reason))
-        notify(entry.call_id or entry.label, "refused")
-
-    finished: queue.Queue = queue.Queue()
-    in_flight: dict[object, tuple[CallSource, str]] = {}
-
-    def record(future) -> None:
-        """Score and store one finished analysis, or record why the call failed (that call only)."""
-        call, input_key = in_flight.pop(future)
-        try:
-            analysis: CallAnalysis = future.result()
-            (result.cached if analysis.cached else result.transcribed).append(call.call_id)
-            conversation = analysis.analysed.conversation
-            card = score_and_store(
-                analysis.analysed, rulebooks.for_language(conversation.language), str(out_dir),
-                store, worker, input_key, rulebook_key, settings.redact_store,
-            )
-            rows.append(SummaryRow.from_scorecard(card))
-            result.done.append(call.call_id)
-            notify(call.call_id, "done")
-        except CallError as exc:
-            _record_failure(store, worker, call, exc.reason, result, rows)
-            notify(call.call_id, "failed")
-        except OutsideOutputError as exc:
-            _record_failure(store, worker, call, str(exc), result, rows)
-            notify(call.call_id, "failed")
-        except ModelUnavailableError:
-            for held, _ in [(call, input_key), *in_flight.values()]:  # the worker is at fault, not the calls
-                store.release(held.call_id)
-            raise
-        except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
-            _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
-            notify(call.call_id, "failed")
-
-    window = min(gpu_slots + 1, MAX_IN_FLIGHT)
-    with model_call_limit(worker, gpu_slots) as limit:
-        for call in calls:
-            while len(in_flight) >= window:
-                record(finished.get())
-            # claimed only when about to be submitted: calls not started yet stay free for other workers
-            input_key = _input_key(call, settings)
-            if not store.claim(call.call_id, worker, input_key, rulebook_key, force=force):
-                result.skipped.append(call.call_id)
-                notify(call.call_id, "skipped")
-                continue
-            future = analyse_task.submit(call, settings, cache_folder, limit)
-            in_flight[future] = (call, input_key)
-            future.add_done_callback(finished.put)
-        while in_flight:
-            record(finished.get())
-    # The summary covers every call of the source, including those finished earlier or elsewhere.
-    rows += rows_from_store(store, {c.call_id for c in calls} - {r.call_id for r in rows})
-    result.summary_html = summarise(rows, str(out_dir), rulebook or "default by language", result)
-    return result
+    return run_batch(PrefectSteps(), source, rulebook, out, store_url, settings, cache_dir, gpu_slots, force)
 
 
-def _record_failure(store: Store, worker: str, call: CallSource, reason: str, result: BatchResult, rows: list) -> None:
-    log.warning("call %s: %s — skipped", call.call_id, reason)
-    store.mark_failed(call.call_id, worker, reason)
-    result.failed[call.call_id] = reason
-    rows.append(SummaryRow.failure(call.call_id, reason))
+class PrefectSteps:
+    """:func:`run_batch`'s steps in the flow: Prefect tasks on the flow's thread-pool runner, model
+    calls bounded by a Prefect global concurrency limit, the summary also published as artifacts."""
 
+    prefect = True
 
-def _rulebook_key(rulebook: str | None) -> str:
-    """What a finished call must have been scored with to be skipped: the rulebook file's content
-    (the language defaults' when none is named), so any edit re-scores."""
-    import qa_rules
+    def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
+        return model_call_limit(worker, slots)
 
-    paths = [Path(rulebook)] if rulebook else [qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")]
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:40]
+    def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str):
+        return analyse_task.submit(call, settings, cache_dir, limit)
 
+    def score_and_store(self, *args) -> Scorecard:
+        return score_and_store(*args)
 
-def _input_key(call: CallSource, settings: Settings) -> str:
-    """The store's record of what a finished call was analysed from (file identity + settings),
-    cheap enough to check before claiming; the content hash guards the cache itself."""
-    try:
-        stat = call.path.stat()
-        ident = f"{call.path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
-    except OSError:
-        ident = str(call.path)
-    data = f"{ident}|{settings.model_dump_json(exclude={'threads'})}|{call.channel_map}"
-    return hashlib.sha256(data.encode()).hexdigest()[:40]
+    def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
+        return summarise(rows, out_dir, rulebook_label, result)

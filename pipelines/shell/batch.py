@@ -1,0 +1,402 @@
+"""The QA batch as a plain function: claims, the analysis cache, scoring, the store and the summary.
+
+:func:`run_batch` holds the batch's logic once.  It is handed its :class:`BatchSteps` — how a call
+is analysed, scored and stored, how model calls are bounded, how the summary is published — so the
+same loop runs in two shells:
+
+- the Prefect flow ``qa-batch`` (:mod:`pipelines.shell.flows`), whose steps are Prefect tasks and a
+  Prefect global concurrency limit: every run that may need the speech models;
+- :class:`CacheOnlySteps`, here, with no Prefect at all: ``callqa run`` uses it when no Prefect
+  server is configured and :meth:`Batch.answers_from_cache` finds every call finished or answered
+  from the analysis cache (nothing to do, or a rulebook change).  Such a batch has no model work to
+  orchestrate, and starting Prefect's local (ephemeral) API costs more than the whole re-score
+  (README, "Lean start-up").  One call the cache cannot answer and the whole batch is the flow's.
+
+This module must not import Prefect or a speech model: the cache-only run pays for neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+
+from models.errors import ModelUnavailableError
+from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
+from pipelines.results.store import Store, default_store_url, display_url, worker_identity
+from pipelines.settings import Settings
+from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
+from pipelines.shell.sources import SourceCalls
+from pipelines.stages.analysis import AnalysedCall, readable_audio
+from qa_rules.files import OutsideOutputError, make_private_dir
+from qa_rules.records import CallError, CallSource, Scorecard
+
+if TYPE_CHECKING:
+    from pipelines.stages.scoring import Rulebooks
+    from qa_rules.rulebook import Rulebook
+
+log = logging.getLogger(__name__)
+
+BATCH_STORE_ENV = "CALLQA_BATCH_STORE_URL"
+"""The store URL when it is not a flow parameter: Prefect keeps flow parameters in its database and
+shows them in its UI, so a URL with a password is handed over in the environment instead."""
+
+MAX_IN_FLIGHT = 16
+"""Threads of the flow's task runner: an upper bound on calls in flight whatever ``gpu_slots`` says."""
+
+
+# ---------------------------------------------------------------------------- hand-over from the CLI
+@dataclass(frozen=True)
+class LocalRun:
+    """What ``callqa run`` has already done in this process, handed to the batch outside the flow's
+    parameters (Prefect serialises those to its API): the progress hook, the source it read to count
+    the calls, and the rulebook it loaded to refuse a broken one before anything starts.  The batch
+    uses each only when it is for the same source / rulebook path it was given, so a deployment run
+    (no CLI) reads them itself."""
+
+    progress: Callable[[str, str], None] | None = None
+    source: str | None = None
+    calls: SourceCalls | None = None
+    rulebook_path: str | None = None
+    rulebook: "Rulebook | None" = None
+
+
+_local_run: LocalRun | None = None
+
+
+@contextmanager
+def local_run(handover: LocalRun) -> Iterator[None]:
+    """Hand ``handover`` to the batches (and flow runs) started inside this block."""
+    global _local_run
+    _local_run = handover
+    try:
+        yield
+    finally:
+        _local_run = None
+
+
+@dataclass
+class BatchResult:
+    """What a run did: ``transcribed`` counts calls whose audio went through the models."""
+
+    total: int = 0
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Entries of the source refused before processing (a bad or duplicate call id), by where they
+    are (``manifest calls.csv, line 7``) → the reason."""
+    skipped: list[str] = field(default_factory=list)
+    """Finished earlier with the same inputs, or held by another live worker."""
+    transcribed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    out_dir: str = ""
+    store_url: str = ""
+    summary_html: str = ""
+    prefect: bool = True
+    """Whether the batch ran as a Prefect flow run; ``False`` when every call was finished or
+    answered from the analysis cache and no Prefect server was configured (:class:`CacheOnlySteps`)."""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed or self.refused)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CallAnalysis:
+    key: str
+    """Content key of the analysis (audio hash + model + parameters)."""
+    cached: bool
+    analysed: AnalysedCall
+
+
+# ---------------------------------------------------------------------------- one call
+def cached_analysis(call: CallSource, settings: Settings, cache_dir: str) -> tuple[str, CallAnalysis | None]:
+    """The call's analysis key, and its analysis from the content-keyed cache when it is there
+    (renamed to this call: the cache is keyed by content, not by name).  Bad input (a missing or
+    unreadable file) raises its :class:`CallError` here, before any model is thought of."""
+    from models.model_store import ModelStore
+
+    path = readable_audio(call)
+    model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
+    key = analysis_key(audio_sha256(path), settings, model_dir, call.channel_map)
+    hit = AnalysisCache(Path(cache_dir)).get(key)
+    if hit is None:
+        return key, None
+    conversation, measures = hit
+    conversation = conversation.model_copy(
+        update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
+    )
+    return key, CallAnalysis(key, True, AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id})))
+
+
+def score_and_store_call(
+    analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str, input_key: str,
+    rulebook_key: str, redact: bool,
+) -> Scorecard:
+    """Write the call's conversation and measures beside its scorecard (JSON + HTML) and replace its
+    rows in the store; return the card."""
+    from pipelines.stages.scoring import score_and_report
+
+    out = Path(out_dir)
+    analysed.write(out)
+    card = score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
+    call_id = analysed.conversation.call_id
+    store.save(
+        call_id, worker, input_key, rulebook_key, analysed.conversation, analysed.measures, card,
+        conversation_path=out / f"{call_id}.conversation.json", scorecard_path=out / f"{call_id}.scorecard.json",
+        redact=redact,
+    )
+    return card
+
+
+# ---------------------------------------------------------------------------- the two shells' steps
+class BatchSteps(Protocol):
+    """How :func:`run_batch` analyses, scores and publishes — Prefect tasks in the flow, plain
+    calls in :class:`CacheOnlySteps`."""
+
+    prefect: bool
+
+    def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
+        """Bounds this run's concurrent model calls; yields what :meth:`analyse` is handed."""
+
+    def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str) -> Future:
+        """Start the call's analysis; a future of its :class:`CallAnalysis`."""
+
+    def score_and_store(self, analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str,
+                        input_key: str, rulebook_key: str, redact: bool) -> Scorecard: ...
+
+    def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
+        """Write the batch summary; the path of its HTML page."""
+
+
+class CacheOnlySteps:
+    """Steps that never load a model: each call's analysis (or its bad-input error) was found by
+    :meth:`Batch.answers_from_cache`.  Calls are scored one after the other in this thread."""
+
+    prefect = False
+
+    def __init__(self, answers: dict[str, "CallAnalysis | CallError"]):
+        self._answers = answers
+
+    def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
+        return nullcontext("")
+
+    def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str) -> Future:
+        future: Future = Future()
+        answer = self._answers.pop(call.call_id, None)
+        if answer is None:  # finished or held when planned, wanted again now (another run changed it)
+            try:
+                answer = cached_analysis(call, settings, cache_dir)[1] or CallError(
+                    call.call_id, "its analysis left the cache during the run — run the batch again")
+            except CallError as exc:
+                answer = exc
+        if isinstance(answer, CallError):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+        return future
+
+    def score_and_store(self, *args) -> Scorecard:
+        return score_and_store_call(*args)
+
+    def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
+        _, html = write_summary(rows, Path(out_dir), rulebook=rulebook_label)
+        return str(html)
+
+
+# ---------------------------------------------------------------------------- the batch
+@dataclass
+class Batch:
+    """One run's inputs, resolved once: the calls, the store, the rulebooks and their key."""
+
+    source: SourceCalls
+    settings: Settings
+    out_dir: Path
+    store: Store
+    cache_folder: str
+    rulebook_label: str
+    rulebook_key: str
+    rulebooks: "Rulebooks"
+    gpu_slots: int
+    force: bool
+    notify: Callable[[str, str], None]
+
+    def answers_from_cache(self) -> dict[str, "CallAnalysis | CallError"] | None:
+        """Every call the batch would take up, answered without a model: its analysis from the
+        cache, or the bad-input error that fails it; ``None`` as soon as one call needs the models.
+        Calls finished with the same inputs (or held by a live worker) need no answer."""
+        answers: dict[str, CallAnalysis | CallError] = {}
+        for call in self.source.calls:
+            if not self.store.wants_processing(call.call_id, call_input_key(call, self.settings), self.rulebook_key, self.force):
+                continue
+            try:
+                answer = cached_analysis(call, self.settings, self.cache_folder)[1]
+            except CallError as exc:
+                answer = exc
+            if answer is None:
+                return None
+            answers[call.call_id] = answer
+        return answers
+
+    def run(self, steps: BatchSteps) -> BatchResult:
+        """Score every call into the output folder and the store.
+
+        Calls are handed to ``steps.analyse`` ``gpu_slots + 1`` at a time, so that one call decodes
+        or is measured while others hold the model slots; finished analyses are scored and stored
+        here, in this thread, one at a time."""
+        store, worker, settings, notify = self.store, worker_identity(), self.settings, self.notify
+        calls = self.source.calls
+        result = BatchResult(total=len(self.source), out_dir=str(self.out_dir), store_url=display_url(store.url),
+                             prefect=steps.prefect)
+        rows: list[SummaryRow] = []
+        for entry in self.source.rejected:
+            log.warning("%s: %s — skipped", entry.label, entry.reason)
+            result.refused[entry.call_id or entry.label] = entry.reason
+            rows.append(SummaryRow.failure(entry.call_id or entry.label, entry.reason))
+            notify(entry.call_id or entry.label, "refused")
+
+        finished: queue.Queue = queue.Queue()
+        in_flight: dict[object, tuple[CallSource, str]] = {}
+
+        def record(future) -> None:
+            """Score and store one finished analysis, or record why the call failed (that call only)."""
+            call, input_key = in_flight.pop(future)
+            try:
+                analysis: CallAnalysis = future.result()
+                (result.cached if analysis.cached else result.transcribed).append(call.call_id)
+                conversation = analysis.analysed.conversation
+                card = steps.score_and_store(
+                    analysis.analysed, self.rulebooks.for_language(conversation.language), str(self.out_dir),
+                    store, worker, input_key, self.rulebook_key, settings.redact_store,
+                )
+                rows.append(SummaryRow.from_scorecard(card))
+                result.done.append(call.call_id)
+                notify(call.call_id, "done")
+            except CallError as exc:
+                _record_failure(store, worker, call, exc.reason, result, rows)
+                notify(call.call_id, "failed")
+            except OutsideOutputError as exc:
+                _record_failure(store, worker, call, str(exc), result, rows)
+                notify(call.call_id, "failed")
+            except ModelUnavailableError:
+                for held, _ in [(call, input_key), *in_flight.values()]:  # the worker is at fault, not the calls
+                    store.release(held.call_id)
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
+                _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
+                notify(call.call_id, "failed")
+
+        window = min(self.gpu_slots + 1, MAX_IN_FLIGHT)
+        with steps.model_limit(worker, self.gpu_slots) as limit:
+            for call in calls:
+                while len(in_flight) >= window:
+                    record(finished.get())
+                # claimed only when about to be submitted: calls not started yet stay free for other workers
+                input_key = call_input_key(call, settings)
+                if not store.claim(call.call_id, worker, input_key, self.rulebook_key, force=self.force):
+                    result.skipped.append(call.call_id)
+                    notify(call.call_id, "skipped")
+                    continue
+                future = steps.analyse(call, settings, self.cache_folder, limit)
+                in_flight[future] = (call, input_key)
+                future.add_done_callback(finished.put)
+            while in_flight:
+                record(finished.get())
+        # The summary covers every call of the source, including those finished earlier or elsewhere.
+        rows += rows_from_store(store, {c.call_id for c in calls} - {r.call_id for r in rows})
+        result.summary_html = steps.summarise(rows, str(self.out_dir), self.rulebook_label, result)
+        return result
+
+
+def open_batch(
+    source: str,
+    rulebook: str | None = None,
+    out: str = "out",
+    store_url: str | None = None,
+    settings: Settings | None = None,
+    cache_dir: str | None = None,
+    gpu_slots: int = 1,
+    force: bool = False,
+) -> Batch:
+    """Resolve a run's inputs (the parameters are the flow's: see
+    :func:`pipelines.shell.flows.qa_batch`): the output folder (owner-only), the store with every
+    call of the source registered, the rulebooks; a missing model stops the run here with its fix."""
+    from pipelines.shell.sources import read_source
+    from pipelines.stages.scoring import Rulebooks
+
+    settings = settings or Settings.load()
+    handed = _local_run or LocalRun()
+    os.umask(0o077)  # transcripts, scorecards, reports and the store: owner-only, whoever writes them
+    out_dir = Path(out)
+    make_private_dir(out_dir)
+    store = Store(store_url or os.environ.get(BATCH_STORE_ENV) or default_store_url(out_dir))
+    rulebooks = Rulebooks(Path(rulebook) if rulebook else None,
+                          handed.rulebook if rulebook and handed.rulebook_path == rulebook else None)
+    # A missing model stops the run here with its fix, instead of failing every call one by one.
+    require_model_files(settings)
+    found = handed.calls if handed.calls is not None and handed.source == source else read_source(source)
+    store.register(found.calls)
+    return Batch(
+        source=found, settings=settings, out_dir=out_dir, store=store,
+        cache_folder=str(Path(cache_dir) if cache_dir else out_dir / ".cache" / "analysis"),
+        rulebook_label=rulebook or "default by language", rulebook_key=rulebook_content_key(rulebook),
+        rulebooks=rulebooks, gpu_slots=gpu_slots, force=force,
+        notify=handed.progress or (lambda call_id, status: None),
+    )
+
+
+def run_batch(steps: BatchSteps, *args, **kwargs) -> BatchResult:
+    """:func:`open_batch` with these parameters, run with ``steps``."""
+    return open_batch(*args, **kwargs).run(steps)
+
+
+def _record_failure(store: Store, worker: str, call: CallSource, reason: str, result: BatchResult, rows: list) -> None:
+    log.warning("call %s: %s — skipped", call.call_id, reason)
+    store.mark_failed(call.call_id, worker, reason)
+    result.failed[call.call_id] = reason
+    rows.append(SummaryRow.failure(call.call_id, reason))
+
+
+def require_model_files(settings: Settings) -> None:
+    """Raise :class:`ModelUnavailableError` (with its fix) when a model the batch may need is not in
+    the store.  Only files are checked: loading Whisper or importing pyannote.audio here would make
+    every run pay seconds of start-up, even one with nothing to do (see README, "Lean start-up")."""
+    from models.model_store import ModelStore
+
+    store = ModelStore(settings.model_store)
+    store.whisper(settings.asr_model)
+    store.segmentation(settings.segmentation)
+    store.speaker_embedding(settings.embedding)
+
+
+def rulebook_content_key(rulebook: str | None) -> str:
+    """What a finished call must have been scored with to be skipped: the rulebook file's content
+    (the language defaults' when none is named), so any edit re-scores."""
+    import qa_rules
+
+    paths = [Path(rulebook)] if rulebook else [qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")]
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:40]
+
+
+def call_input_key(call: CallSource, settings: Settings) -> str:
+    """The store's record of what a finished call was analysed from (file identity + settings),
+    cheap enough to check before claiming; the content hash guards the cache itself."""
+    try:
+        stat = call.path.stat()
+        ident = f"{call.path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+    except OSError:
+        ident = str(call.path)
+    data = f"{ident}|{settings.model_dump_json(exclude={'threads'})}|{call.channel_map}"
+    return hashlib.sha256(data.encode()).hexdigest()[:40]
