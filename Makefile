@@ -20,6 +20,7 @@ bench: install
 	.venv/bin/python bench/bench_redaction.py
 	PYTHONPATH=. .venv/bin/python -m bench.bench_startup
 	PYTHONPATH=. .venv/bin/python -m bench.bench_rescore
+	PYTHONPATH=. .venv/bin/python -m bench.bench_rerun
 	PYTHONPATH=. .venv/bin/python -m bench.bench_asr_modes
 	PYTHONPATH=. .venv/bin/python -m bench.bench_diarization --steps 0.1 0.2
 	PYTHONPATH=. .venv/bin/python -m bench.bench_memory
