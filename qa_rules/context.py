@@ -162,6 +162,8 @@ class CallContext:
 
     def find(self, element: Phrase, indices: list[int], search: PhraseSearch, span: tuple[float, float] = (float("-inf"), float("inf"))) -> list[Hit]:
         """All hits of one phrase element (any of its alternatives) in the given utterances."""
+        if element.any is None and element.regex is None and not self.docs.find(element.text or "", search.similarity, search.pinyin):
+            return []  # most searches of a call: one phrase, said nowhere in it (an answer kept per call)
         hits: list[Hit] = []
         alternatives = element.any if element.any is not None else [element]
         for alt in alternatives:

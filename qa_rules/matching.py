@@ -79,9 +79,12 @@ def units_of(text: str) -> tuple[list[str], list[tuple[int, int]]]:
 
 
 @lru_cache(maxsize=1 << 16)
-def _clean_word(text: str) -> str:
-    """:func:`clean` of one ASR word: words repeat across utterances and calls."""
-    return clean(text)
+def _clean_word(text: str) -> tuple[str, bool, bool]:
+    """:func:`clean` of one ASR word, whether it may take a space before it (it starts with
+    neither a space nor a Chinese character) and whether it ends with a Chinese character: words
+    repeat across utterances and calls, so each is cleaned and looked at once."""
+    piece = clean(text)
+    return piece, bool(piece) and not piece.startswith(" ") and not has_cjk(piece[:1]), has_cjk(piece[-1:])
 
 
 @dataclass
@@ -100,16 +103,21 @@ class Doc:
     def build(cls, text: str, start: float, end: float, words: Sequence[tuple[float, float, str]] = ()) -> "Doc":
         """From word timings when there are words, else spread the utterance span evenly."""
         if words:
-            chars: list[str] = []
+            pieces: list[str] = []
             times: list[tuple[float, float]] = []
+            after_cjk: bool | None = None  # whether the text so far ends with a Chinese character (None: no text yet)
             for w_start, w_end, w_text in words:
-                piece = _clean_word(w_text)
-                if chars and piece and not piece.startswith(" ") and not has_cjk(piece[:1]) and not has_cjk(chars[-1]):
+                piece, spaced, ends_cjk = _clean_word(w_text)
+                if not piece:
+                    continue
+                if spaced and after_cjk is False:
                     piece = " " + piece  # keep English words apart when the ASR gave no space
-                chars.extend(piece)
+                pieces.append(piece)
                 times.extend([(w_start, w_end)] * len(piece))
-            lead = len(chars) - len("".join(chars).lstrip())  # Whisper words start with a space
-            return cls("".join(chars[lead:]), times[lead:])
+                after_cjk = ends_cjk
+            text = "".join(pieces)
+            lead = len(text) - len(text.lstrip())  # Whisper words start with a space
+            return cls(text[lead:], times[lead:])
         text = clean(text).strip()
         n = max(len(text), 1)
         step = (end - start) / n
@@ -327,10 +335,9 @@ class DocSet:
             texts = self._runs(n, cjk)[0]
             present = wanted.intersection(texts)
             at: dict[str, list[int]] = {}
-            if present:
-                for k, text in enumerate(texts):
-                    if text in present:
-                        at.setdefault(text, []).append(k)
+            if present:  # the runs holding one, in order (a comprehension: most runs hold none)
+                for k in [k for k, text in enumerate(texts) if text in present]:
+                    at.setdefault(texts[k], []).append(k)
             for key, target in members:
                 ks = at.get(target)
                 found[key] = self._matches_at({self._where(n, cjk, k): (1.0, n) for k in ks}) if ks else {}
@@ -343,12 +350,14 @@ class DocSet:
         length are scored against every phrase that needs them in one rapidfuzz call, as a
         pre-filter; ``fuzz.ratio`` then decides on the few candidates."""
         candidates: list[list[tuple[int, int]]] = [[] for _ in batch.targets]  # per target: (size, run)
+        runs: dict[int, list[str]] = {}  # run texts by size, looked up once per search, not per candidate
         for size, rows, queries in batch.by_size:
-            texts = self._runs(size, cjk)[0]
+            texts = runs[size] = self._runs(size, cjk)[0]
             if not texts:
                 continue
-            hit_rows, hit_cols = np.nonzero(process.cdist(queries, texts, scorer=fuzz.ratio, score_cutoff=batch.bar,
-                                                          dtype=np.uint8))
+            # the array's own nonzero(): np.nonzero() wraps it in Python dispatch on every call
+            hit_rows, hit_cols = process.cdist(queries, texts, scorer=fuzz.ratio, score_cutoff=batch.bar,
+                                               dtype=np.uint8).nonzero()
             for q, k in zip(hit_rows.tolist(), hit_cols.tolist()):
                 candidates[rows[q]].append((size, k))
         for key, plan, row in batch.members:
@@ -361,7 +370,7 @@ class DocSet:
             cutoff = similarity * 100.0 - 1e-6  # the bar is checked again below on the 0–1 scale
             best: dict[tuple[int, int], tuple[float, int]] = {}
             for _, size, k in sorted((order[size], size, k) for size, k in mine if size in order):
-                text = self._runs(size, cjk)[0][k]
+                text = runs[size][k]
                 ratio = fuzz.ratio(target, text)
                 if ratio < cutoff:
                     continue

@@ -12,6 +12,7 @@ same HTML built here costs a fraction of it, and the bytes are those the templat
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from markupsafe import Markup, escape
@@ -110,12 +111,20 @@ def _transcript(conversation: Conversation) -> str:
     ])
 
 
+@lru_cache(maxsize=64)
+def _real_folder(folder: str, cwd: str) -> Path:
+    """``Path(folder).resolve()``, once per output folder (and working directory, which a relative
+    folder is read from): every page of a batch links its audio relative to the same folder, and
+    resolving it walks the path with a system call per part."""
+    return Path(folder).resolve()
+
+
 def render_scorecard_html(card: Scorecard, conversation: Conversation, out_dir: Path) -> Path:
     """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it.  The
     page reads the card in its JSON form, the fields of the file beside it."""
     path = call_file(out_dir, conversation.call_id, ".scorecard.html")
     source = Path(conversation.source)
-    audio_src = os.path.relpath(source.resolve(), out_dir.resolve()) if source.exists() else source.as_posix()
+    audio_src = os.path.relpath(source.resolve(), _real_folder(str(out_dir), os.getcwd())) if source.exists() else source.as_posix()
     duration = max(conversation.duration_s, 1.0)
     speaker_roles = {s.id: s.speaker_kind for s in conversation.speakers}
     data = card.model_dump(mode="json")

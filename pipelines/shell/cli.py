@@ -315,9 +315,10 @@ def score(
     with collector_paused():  # loading only: the calls are scored with the collector on
         from pipelines.reports.summary import write_summary
         from pipelines.shell.rescore import preload, rescore_files, worker_count
+        from pipelines.stages.scoring import checked_rulebook
 
-        if rulebook:
-            _load_rulebook(rulebook)  # a broken rulebook is one line before any call is scored
+        if rulebook:  # a broken rulebook is one line before any call is scored; the calls use this copy
+            checked_rulebook(rulebook, _load_rulebook)
         preload(rulebook, rulebooks=worker_count(len(files), workers) > 1)
     started = time.perf_counter()
     outcomes = rescore_files(files, out, rulebook, workers)
