@@ -183,12 +183,17 @@ class Transcriber:
     def _decode_chunks(self, chunks: list[SpeechChunk], signals: Sequence[np.ndarray], language: str,
                        out: list[list[RecognisedSegment]]) -> list[SpeechChunk]:
         """One batched pass over ``chunks``; recognised segments go to ``out`` by signal.  Returns
-        the untranscribed rest of every chunk whose words stop short of its speech.
+        the untranscribed parts of every chunk whose words stop short of its speech or start late
+        into it.
 
         Without timestamp tokens Whisper decodes a chunk once and may end it early — after a quiet
         phrase it can stop and leave the loud speech after it unheard (measured: a caller's
         four later turns lost on a dev call).  Sequential decoding seeks on from where the words
-        stopped; this does the same, with the rest of such chunks decoded in the next pass."""
+        stopped; this does the same, with the rest of such chunks decoded in the next pass.  It may
+        also begin late: speech that starts mid-phrase (a recording cut while someone speaks, a
+        long stretch of speech split at 30 s) can be skipped up to the first phrase it recognises
+        (measured: the first 2–3 s of a 5-s piece cut from a call); that head is decoded again on
+        its own, as sequential decoding's own window would have heard it."""
         from faster_whisper import BatchedInferencePipeline
 
         opts = self.options
@@ -208,10 +213,14 @@ class Transcriber:
         )
         by_seek = {c.at * FRAMES_PER_SECOND // SAMPLE_RATE: c for c in chunks}
         heard_until: dict[int, float] = {}
+        heard_from: dict[int, float] = {}
         for seg in segments:
+            chunk = by_seek[seg.seek]
+            if seg.words:  # where Whisper began to hear words, even ones then dropped as silence
+                first = min(w.start for w in seg.words) - chunk.at / SAMPLE_RATE
+                heard_from[chunk.at] = min(heard_from.get(chunk.at, first), first)
             if seg.no_speech_prob > NO_SPEECH_THRESHOLD and seg.avg_logprob < LOGPROB_THRESHOLD:
                 continue  # what sequential decoding drops as silence
-            chunk = by_seek[seg.seek]
             words = [chunk.original_span(w.start, w.end) for w in seg.words or []]
             if words:
                 start, end = words[0][0], words[-1][1]
@@ -225,6 +234,9 @@ class Transcriber:
             heard = heard_until.get(chunk.at)
             if heard is not None and chunk.samples / SAMPLE_RATE - heard >= UNHEARD_REST_S:
                 rest.append(chunk.after(heard))
+            begun = heard_from.get(chunk.at)
+            if begun is not None and begun >= UNHEARD_REST_S:
+                rest.append(chunk.before(begun))
         return rest
 
     def _speech_spans(self, signal: np.ndarray) -> list[tuple[int, int]]:
@@ -279,6 +291,16 @@ class SpeechChunk:
         for a, b in self.spans:
             if joined + (b - a) > cut:
                 spans.append((a + max(cut - joined, 0), b))
+            joined += b - a
+        return SpeechChunk(self.signal, spans)
+
+    def before(self, seconds: float) -> "SpeechChunk":
+        """The chunk's speech up to ``seconds`` (of its joined speech): what was skipped at its start."""
+        cut = int(seconds * SAMPLE_RATE)
+        spans, joined = [], 0
+        for a, b in self.spans:
+            if joined < cut:
+                spans.append((a, min(b, a + cut - joined)))
             joined += b - a
         return SpeechChunk(self.signal, spans)
 

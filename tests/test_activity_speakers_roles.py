@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.transcription import RecognisedSegment, RecognisedWord
 from pipelines.stages.activity import voice_activity
-from pipelines.stages.roles import ROLE_UNCERTAIN_BELOW, SpokenRun, find_cues, roles_from_channel_map, roles_from_content
+from pipelines.stages.roles import (
+    ROLE_UNCERTAIN_BELOW, SpokenRun, find_cues, roles_from_channel_map, roles_from_content, transfer_run,
+)
 from pipelines.stages.speakers import AttributedWord, analyse_channels, assign_speakers, group_utterances
 from pipelines.stages.text import join_words, normalise_word, to_simplified
 from tests.audio_fixtures import silence, tone
@@ -171,6 +174,17 @@ def test_a_third_voice_after_the_transfer_is_the_receiver():
     ))
     assert roles["a"].kind == "agent" and roles["c"].kind == "customer"
     assert roles["r"].role == "agent" and roles["r"].kind == "receiver"
+
+
+@pytest.mark.parametrize("heard", ["我现在为您转机财务专员", "我現在為您轉機財務專員", "我帮你转一下财务专员"])
+def test_a_transfer_phrase_is_found_whatever_whisper_made_of_the_word_after_zhuan(heard):
+    runs = _runs(("a", 0.8, "您好,工号一零二四为您服务"), ("a", 13.9, heard + ",请您稍候不要挂机"), ("c", 23.9, "可以。"))
+    assert transfer_run(runs, "a").start == 13.9
+
+
+@pytest.mark.parametrize("said", ["我帮您转账到这个卡上", "我给您转发一条短信", "我帮您转达给经理", "我为您转告他"])
+def test_moving_money_or_messages_is_no_transfer(said):
+    assert transfer_run(_runs(("a", 0.8, said)), "a") is None
 
 
 def test_roles_from_channel_map():

@@ -121,3 +121,28 @@ def test_batched_mode_goes_on_after_a_quiet_phrase_that_ended_the_chunk_early(en
     for start, end in caller_turns:
         assert any(start - 0.5 <= (w.start + w.end) / 2 <= end + 0.5 for w in words), (start, end, [s.text for s in caller])
     assert agent and max(w.end for seg in agent for w in seg.words) > 38.0
+
+
+def test_a_chunk_head_before_its_first_heard_word_keeps_that_speech():
+    chunk = SpeechChunk(1, [(1 * S, 3 * S), (10 * S, 12 * S), (20 * S, 21 * S)])
+    assert chunk.before(1.5).spans == [(1 * S, int(2.5 * S))]
+    assert chunk.before(2.5).spans == [(1 * S, 3 * S), (10 * S, int(10.5 * S))]
+    assert chunk.before(5.0).spans == chunk.spans and chunk.before(1.0).signal == 1
+
+
+def test_batched_mode_hears_speech_that_starts_mid_phrase(engines, sample_calls):
+    """A 5-s piece cut 2 s into the agent's greeting: decoded once without timestamps, Whisper
+    skipped the first 2.3 s (half the greeting) and the rest was dropped as silence, so the call had
+    no speech at all; the head before the first heard word is decoded again, as sequential decoding
+    hears it."""
+    from dataclasses import replace
+
+    from pipelines.stages.audio import decode_audio
+
+    audio = decode_audio(sample_calls / "zh_good_stereo.flac")
+    piece = [channel[2 * S:7 * S] for channel in audio.samples]
+    batched = engines.transcriber.with_options(replace(engines.transcriber.options, mode="batched"))
+    customer, agent = batched.transcribe_many(piece, "zh")
+    words = [w for seg in agent for w in seg.words]
+    assert words and words[0].start < 1.0, [s.text for s in agent]
+    assert "客服中心" in "".join(s.text for s in agent), [s.text for s in agent]

@@ -38,6 +38,10 @@ FIRST_SPEAKER_NUDGE = 0.5
 speak first on real recordings, so it only breaks ties."""
 TRANSFER_PHRASES_ZH = ("转接", "转到", "帮您接通", "为您接通", "转给", "转过去")
 TRANSFER_PATTERN_EN = r"\b(transfer(ring)? you|put you through|connect you (to|with))\b"
+TRANSFER_PATTERN_ZH = r"(帮|幫|为|為|给|給)(您|你)(转|轉)(?!账|帳|帐|发|發|达|達|交|告|变|變|换|換)"
+"""为您转… / 帮您转…: the agent's side of a transfer whatever Whisper made of the word after 转
+(转机 for 转接 was measured on a dev call), as the default rulebook's transfer situation reads it —
+except 转账, 转发, 转达, 转交, 转告, 转变, 转换, which move money, messages or things, not the call."""
 
 
 @dataclass(frozen=True)
@@ -268,12 +272,14 @@ def transfer_time(runs: Sequence[SpokenRun], speaker: str) -> float | None:
 def transfer_run(runs: Sequence[SpokenRun], speaker: str) -> SpokenRun | None:
     """The first stretch of ``speaker``'s speech with a transfer phrase, else ``None``."""
     pattern = re.compile(TRANSFER_PATTERN_EN, re.IGNORECASE)
+    pattern_zh = re.compile(TRANSFER_PATTERN_ZH)
     keys = [pinyin_key(p) for p in TRANSFER_PHRASES_ZH]
     for run in sorted(runs, key=lambda r: r.start):
         if run.speaker != speaker:
             continue
         key = f" {pinyin_key(run.text)} "
-        if any(p in run.text for p in TRANSFER_PHRASES_ZH) or any(f" {k} " in key for k in keys) or pattern.search(run.text):
+        if (any(p in run.text for p in TRANSFER_PHRASES_ZH) or any(f" {k} " in key for k in keys)
+                or pattern.search(run.text) or pattern_zh.search(run.text)):
             return run
     return None
 
