@@ -196,7 +196,7 @@ class CacheOnlySteps:
         if answer is None:  # finished or held when planned, wanted again now (another run changed it)
             try:
                 answer = cached_analysis(call, settings, cache_dir)[1] or CallError(
-                    call.call_id, "its analysis left the cache during the run — run the batch again")
+                    call.call_id, "cache", "another run changed this call while it was planned — run the batch again")
             except CallError as exc:
                 answer = exc
         if isinstance(answer, CallError):
