@@ -107,7 +107,7 @@ def test_missing_diarization_weights_stop_the_batch_up_front_without_importing_p
         import sys
         from pathlib import Path
         from models.errors import ModelUnavailableError
-        from pipelines.shell.flows import require_model_files
+        from pipelines.shell.batch import require_model_files
         from pipelines.settings import Settings
 
         settings = Settings.load()

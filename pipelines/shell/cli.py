@@ -315,10 +315,8 @@ def score(
     with collector_paused():  # loading only: the calls are scored with the collector on
         from pipelines.reports.summary import write_summary
         from pipelines.shell.rescore import preload, rescore_files, worker_count
-        from pipelines.stages.scoring import checked_rulebook
-
         if rulebook:  # a broken rulebook is one line before any call is scored; the calls use this copy
-            checked_rulebook(rulebook, _load_rulebook)
+            _load_rulebook(rulebook)
         preload(rulebook, rulebooks=worker_count(len(files), workers) > 1)
     started = time.perf_counter()
     outcomes = rescore_files(files, out, rulebook, workers)
@@ -360,10 +358,13 @@ def _settings(config, asr_model, device, threads, language, num_speakers, agent_
 
 
 def _load_rulebook(path: Path):
+    """The rulebook, parsed once for this process (the calls are scored with the same copy), or one
+    line naming what is wrong with it."""
     import qa_rules
+    from pipelines.stages.scoring import load_rulebook_for
 
     try:
-        return qa_rules.load_rulebook(path)
+        return load_rulebook_for("", path)
     except qa_rules.RulebookError as exc:
         _fail(str(exc))
 

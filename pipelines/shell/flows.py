@@ -36,18 +36,7 @@ from models.errors import DeviceOutOfMemoryError
 from pipelines.reports.summary import SummaryRow, write_summary
 from pipelines.results.store import Store
 from pipelines.settings import Settings
-from pipelines.shell.batch import (  # noqa: F401 - the batch's records, re-exported for the flow's callers
-    BATCH_STORE_ENV,
-    MAX_IN_FLIGHT,
-    BatchResult,
-    CallAnalysis,
-    LocalRun,
-    local_run,
-    require_model_files,
-    run_batch,
-    score_and_store_call,
-    cached_analysis,
-)
+from pipelines.shell.batch import MAX_IN_FLIGHT, BatchResult, CallAnalysis, cached_analysis, run_batch, score_and_store_call
 from pipelines.shell.cache import AnalysisCache
 from pipelines.stages.analysis import AnalysedCall, analyse_call
 from qa_rules.records import CallSource, Scorecard

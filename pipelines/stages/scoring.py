@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from qa_rules.records import CallError, Conversation, Measures, Scorecard
 from pipelines.reports.scorecard_html import render_scorecard_html
@@ -28,36 +28,15 @@ def load_rulebook_for(language: str, rulebook_path: Path | None):
         stat = path.stat()
     except OSError:
         return qa_rules.load_rulebook(path)  # its own clear error for a missing or unreadable file
-    return _parsed_rulebook(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _parsed_rulebook(str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(path))
 
 
 @lru_cache(maxsize=16)
-def _parsed_rulebook(path: str, mtime_ns: int, size: int):
+def _parsed_rulebook(real_path: str, mtime_ns: int, size: int, given: str):
+    """Parsed from the path as given, so that an error names the file the way its user did."""
     import qa_rules
 
-    checked = _CHECKED.pop((path, mtime_ns, size), None)
-    return checked if checked is not None else qa_rules.load_rulebook(Path(path))
-
-
-_CHECKED: dict[tuple[str, int, int], "Rulebook"] = {}
-"""Rulebooks a command has loaded itself (:func:`checked_rulebook`), by file, modification time
-and size, until :func:`_parsed_rulebook` takes them."""
-
-
-def checked_rulebook(rulebook_path: Path, load: "Callable[[Path], Rulebook]") -> "Rulebook":
-    """``load(rulebook_path)``: the command's own loading, which reports a broken rulebook its own
-    way before any call is scored; the result then serves :func:`load_rulebook_for` for that file as
-    long as it is unchanged, so the calls do not parse and validate the YAML a second time.  The
-    file is looked at before it is read: a file edited in between is read again."""
-    path = Path(rulebook_path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return load(path)  # its own clear error for a missing or unreadable file
-    book = load(path)
-    if book is not None:
-        _CHECKED[(str(path.resolve()), stat.st_mtime_ns, stat.st_size)] = book
-    return book
+    return qa_rules.load_rulebook(Path(given))
 
 
 class Rulebooks:
