@@ -74,24 +74,38 @@ def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
 
 
 def write_text_privately(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700."""
+    """Write ``text`` to ``path`` readable by its owner only (0600), creating folders as 0700.
+
+    A file already there is written over and cut to the new length, not emptied first: on ext4
+    (``auto_da_alloc``) a file emptied by ``O_TRUNC`` has its new blocks written out when it is
+    closed, ~0.3–0.5 ms a file — a twentieth of re-scoring a call, paid for every page."""
     make_private_dir(path.parent)
     data = text.encode("utf-8")  # before the file is opened: text that cannot be encoded leaves none
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
     try:
         os.fchmod(fd, PRIVATE_FILE)
         view = memoryview(data)
         while view:  # the bytes with one write call (no text layer), however many the kernel takes
             view = view[os.write(fd, view):]
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
     return path
 
 
-def write_json_atomically(path: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a killed worker never leaves half a JSON;
-    the file is private (0600) from its first byte."""
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a killed worker never leaves half a file; the
+    file is private (0600) from its first byte.
+
+    The old file is removed just before the rename instead of being renamed over: renaming over a
+    file makes ext4 (``auto_da_alloc``) write the new one's blocks out at once, which cost more
+    than writing it.  A reader may find no file for that moment, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
     write_text_privately(tmp, text)
-    tmp.replace(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.rename(tmp, path)
     return path
+

@@ -18,7 +18,7 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa_rules.files import call_file, write_json_atomically
+from qa_rules.files import call_file, write_text_atomically
 
 Role = Literal["agent", "customer", "unknown"]
 SpeakerKind = Literal["agent", "receiver", "customer", "unknown"]
@@ -137,7 +137,7 @@ class Conversation(_Record):
         return record_json(self)
 
     def write(self, out_dir: Path) -> Path:
-        return write_json_atomically(call_file(out_dir, self.call_id, ".conversation.json"), self.to_json())
+        return write_text_atomically(call_file(out_dir, self.call_id, ".conversation.json"), self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> "Conversation":
@@ -247,7 +247,7 @@ class Measures(_Record):
     """Per speaker over the call (level, noise floor, SNR); empty in measures written before."""
 
     def write(self, out_dir: Path) -> Path:
-        return write_json_atomically(call_file(out_dir, self.call_id, ".measures.json"), record_json(self))
+        return write_text_atomically(call_file(out_dir, self.call_id, ".measures.json"), record_json(self))
 
     @classmethod
     def read(cls, path: Path) -> "Measures":
@@ -355,7 +355,7 @@ class Scorecard(BaseModel):
         return record_json(self)
 
     def write(self, out_dir: Path | str) -> Path:
-        return write_json_atomically(call_file(out_dir, self.call_id, ".scorecard.json"), self.to_json())
+        return write_text_atomically(call_file(out_dir, self.call_id, ".scorecard.json"), self.to_json())
 
     @classmethod
     def read(cls, path: Path | str) -> "Scorecard":

@@ -47,7 +47,7 @@ def test_qa_rules_never_import_pipelines():
 def test_domain_records_import_neither_package():
     names = _imports(ROOT / "qa_rules" / "records.py")
     ours = {n for n in names if n.split(".")[0] in ("pipelines", "qa_rules", "models")}
-    assert ours <= {"qa_rules.files", "qa_rules.files.call_file", "qa_rules.files.write_json_atomically"}
+    assert ours <= {"qa_rules.files", "qa_rules.files.call_file", "qa_rules.files.write_text_atomically"}
     assert not {n for n in _imports(ROOT / "qa_rules" / "files.py") if n.split(".")[0] in ("pipelines", "qa_rules")}
 
 

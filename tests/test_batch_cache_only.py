@@ -84,3 +84,106 @@ def test_a_call_changed_by_another_run_after_planning_fails_with_its_reason(tmp_
     opened = batch.open_batch(str(calls), out=str(out))
     result = opened.run(batch.CacheOnlySteps({}))
     assert result.done == [] and "run the batch again" in result.failed["a"]
+
+
+SAVED = ("zh_good_stereo", "en_good_stereo", "zh_no_greeting", "en_no_closing", "zh_good_mono")
+
+
+def _cached_batch(tmp_path: Path, name: str):
+    """A batch of the saved calls (+ one missing file) answered from the cache, in its own folder."""
+    calls, out = tmp_path / name / "calls", tmp_path / name / "out"
+    calls.mkdir(parents=True)
+    for k, saved in enumerate(SAVED):
+        _cache(_recording(calls / f"{saved}.wav", k), out / ".cache" / "analysis", saved)
+    manifest = _manifest(calls, {**{s: f"{s}.wav" for s in SAVED}, "gone": "gone.wav"})
+    opened = batch.open_batch(str(manifest), out=str(out))
+    return opened, opened.answers_from_cache()
+
+
+def _run_with_pool(opened, answers, workers: int = 2):
+    analyses = {c: a for c, a in answers.items() if isinstance(a, batch.CallAnalysis)}
+    with batch.ScoringPool(opened, analyses, workers) as pool:
+        return opened.run(batch.CacheOnlySteps(answers, pool))
+
+
+def _stored(out: Path) -> dict[str, list]:
+    """Every table's rows without ids, times and worker names (those differ from run to run)."""
+    import sqlite3
+
+    volatile = {"id", "processed_at", "claimed_at", "processed_by", "claimed_by", "created_at", "source", "source_root",
+                "input_key", "conversation_path", "scorecard_path", "error"}  # (paths: each run its own folder)
+    db = sqlite3.connect(out / "callqa.db")
+    tables = {}
+    for table in ("calls", "utterances", "rule_results", "category_results", "situation_results", "flags"):
+        columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})") if c[1] not in volatile]
+        tables[table] = sorted(db.execute(f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM {table}"))
+    db.close()
+    return tables
+
+
+def test_scoring_processes_write_what_the_batch_writes_in_process(tmp_path):
+    here = _cached_batch(tmp_path, "here")
+    alone = here[0].run(batch.CacheOnlySteps(here[1]))
+    pooled = _cached_batch(tmp_path, "pool")
+    result = _run_with_pool(*pooled)
+    assert sorted(result.done) == sorted(alone.done) == sorted(SAVED) and result.cached == result.done
+    assert result.failed.keys() == {"gone"} and "file not found" in result.failed["gone"]
+    assert _stored(pooled[0].out_dir) == _stored(here[0].out_dir)
+    for name in sorted(p.name for p in here[0].out_dir.glob("*.json")):
+        expected = (here[0].out_dir / name).read_text(encoding="utf-8").replace(str(tmp_path / "here"), str(tmp_path / "pool"))
+        assert (pooled[0].out_dir / name).read_text(encoding="utf-8") == expected, name  # the source names its folder
+
+
+def test_an_error_in_a_scoring_process_fails_that_call_alone(tmp_path, monkeypatch):
+    real = batch.score_call
+
+    def failing(analysed, rulebook, out):
+        call_id = analysed.conversation.call_id
+        if call_id == "zh_no_greeting":
+            raise batch.CallError(call_id, "score", "the rules could not read it")
+        if call_id == "en_no_closing":
+            raise KeyError("no such field")
+        return real(analysed, rulebook, out)
+
+    monkeypatch.setattr(batch, "score_call", failing)  # the workers are forked after this: they inherit it
+    opened, answers = _cached_batch(tmp_path, "errors")
+    result = _run_with_pool(opened, answers)
+    assert sorted(result.done) == ["en_good_stereo", "zh_good_mono", "zh_good_stereo"]
+    assert result.failed["zh_no_greeting"] == "the rules could not read it"
+    assert result.failed["en_no_closing"] == "internal error (KeyError: 'no such field')"
+    rows = {r.call_id: r.status for r in opened.store.calls()}
+    assert rows["zh_no_greeting"] == rows["en_no_closing"] == "failed" and rows["zh_good_stereo"] == "done"
+
+
+def test_a_name_outside_the_output_folder_in_a_scoring_process_fails_as_it_does_in_process(tmp_path, monkeypatch):
+    """Errors cross back from a worker as strings (never a pickled exception), and keep their kind:
+    a refused file name is recorded with its own message, not as an internal error."""
+    real = batch.score_call
+
+    def refusing(analysed, rulebook, out):
+        if analysed.conversation.call_id == "zh_good_mono":
+            raise batch.OutsideOutputError("call id 'zh_good_mono' would write /elsewhere — refused")
+        return real(analysed, rulebook, out)
+
+    monkeypatch.setattr(batch, "score_call", refusing)
+    opened, answers = _cached_batch(tmp_path, "outside")
+    result = _run_with_pool(opened, answers)
+    assert result.failed["zh_good_mono"] == "call id 'zh_good_mono' would write /elsewhere — refused"
+    assert "zh_good_stereo" in result.done
+
+
+def test_a_scoring_process_that_dies_loses_no_call(tmp_path, monkeypatch):
+    import os
+
+    real, parent = batch.score_call, os.getpid()
+
+    def dying(analysed, rulebook, out):
+        if analysed.conversation.call_id == "zh_no_greeting" and os.getpid() != parent:
+            os._exit(9)  # killed mid-call (out of memory, say): not the call's fault
+        return real(analysed, rulebook, out)
+
+    monkeypatch.setattr(batch, "score_call", dying)
+    opened, answers = _cached_batch(tmp_path, "dies")
+    result = _run_with_pool(opened, answers)
+    assert sorted(result.done) == sorted(SAVED) and result.failed.keys() == {"gone"}
+    assert (opened.out_dir / "zh_no_greeting.scorecard.json").is_file()

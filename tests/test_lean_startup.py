@@ -20,6 +20,8 @@ HEAVY = ("pyannote.audio", "lightning", "pytorch_lightning", "faster_whisper", "
 PREFECT_RUN = ("prefect.flow_engine", "prefect.server.api.server")
 """Imported by a Prefect flow run and by Prefect's local (ephemeral) API: a cache-only run, with no
 Prefect server configured, starts neither."""
+PREFECT = ("prefect",)
+"""Not even imported by a cache-only run where nothing could configure a Prefect server."""
 
 # Runs the real CLI in this interpreter, then reports which heavy modules it imported.
 DRIVER = textwrap.dedent(
@@ -32,22 +34,28 @@ DRIVER = textwrap.dedent(
         heavy = {heavy!r}
         print("IMPORTED=" + json.dumps([m for m in heavy if m in sys.modules]))
     """
-).format(heavy=HEAVY + PREFECT_RUN)
+).format(heavy=HEAVY + PREFECT_RUN + PREFECT)
 
 
-def _env() -> dict[str, str]:
+def _env(prefect_home: Path | None = None) -> dict[str, str]:
+    """As on a fresh machine: no Prefect server configured, one-shot runs on Prefect's local API.
+    With ``prefect_home``, Prefect's home (its profiles) is that empty folder."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING", "CALLQA_THREADS": "2"}
-    env.pop("PREFECT_API_URL", None)  # one-shot runs on Prefect's local API, as on a fresh machine
+    for name in [n for n in env if n.startswith("PREFECT_") and ("API" in n or "PROFILE" in n)]:
+        del env[name]
+    if prefect_home is not None:
+        prefect_home.mkdir(exist_ok=True)
+        env["PREFECT_HOME"] = str(prefect_home)
     return env
 
 
-def _run_and_report(*args: str) -> tuple[list[str], dict]:
+def _run_and_report(*args: str, prefect_home: Path | None = None) -> tuple[list[str], dict]:
     """`callqa run ARGS` in a fresh interpreter: the heavy modules it imported, and its JSON result."""
     out = Path(args[args.index("--out") + 1])
     result_file = out / "result.json"
     result_file.unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, "-c", DRIVER, "run", *args, "--json-result", str(result_file)],
-                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          env=_env(prefect_home), cwd=ROOT, capture_output=True, text=True, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("IMPORTED=")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
     return json.loads(lines[-1].removeprefix("IMPORTED=")), json.loads(result_file.read_text(encoding="utf-8"))
@@ -67,7 +75,8 @@ def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tm
     assert "pyannote.audio" not in imported and "lightning" not in imported  # a stereo call needs no diarizer
 
     # nothing to do: every call finished with the same inputs
-    imported, second = _run_and_report(str(calls), "--out", str(out))
+    # (Prefect's home an empty folder: nothing on this machine can name a Prefect server)
+    imported, second = _run_and_report(str(calls), "--out", str(out), prefect_home=tmp_path / "prefect-home")
     assert second["skipped"] == ["call1"] and second["transcribed"] == [] and second["prefect"] is False
     assert imported == [], f"a run with nothing to do imported {imported}"
 
@@ -77,7 +86,8 @@ def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tm
     rulebook = tmp_path / "en.yaml"
     text = qa_rules.default_rulebook_path("en").read_text(encoding="utf-8")
     rulebook.write_text(text.replace("pass_mark: 80", "pass_mark: 97"), encoding="utf-8")
-    imported, third = _run_and_report(str(calls), "--out", str(out), "--rulebook", str(rulebook))
+    imported, third = _run_and_report(str(calls), "--out", str(out), "--rulebook", str(rulebook),
+                                      prefect_home=tmp_path / "prefect-home")
     assert third["cached"] == ["call1"] and third["transcribed"] == [] and third["prefect"] is False
     assert json.loads((out / "call1.scorecard.json").read_text(encoding="utf-8"))["pass_mark"] == 97
     assert imported == [], f"a re-score from the cache imported {imported}"

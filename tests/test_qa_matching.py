@@ -147,3 +147,32 @@ def test_call_wide_search_finds_exactly_what_the_per_utterance_window_finds():
                 compared += 1
                 hits += len(got)
     assert hits > 50 and compared > 10_000
+
+
+def test_pinyin_read_word_by_word_is_pypinyins_reading_of_the_whole_run():
+    """``_pinyin_run`` keeps each word's reading (words recur across calls, runs do not); it must
+    read every run exactly as ``lazy_pinyin`` reads it whole — polyphones decided by the words
+    around them (银行 / 行走, 重庆 / 重要), runs cut inside a dictionary phrase, the seeds' text,
+    and random joins of dictionary phrases and characters."""
+    import random
+
+    from pypinyin import Style, lazy_pinyin
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
+
+    from qa_rules import matching
+    from tests.conftest import SHARED
+
+    cjk = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+    runs = {"银行行长走在行人中间", "重庆的重要会议", "长大后的长度", "中华人多", "还还给你", "我们还是得还钱"}
+    for path in sorted((SHARED / "seeds").glob("*.txt")) + sorted(Path("qa_rules").glob("*.yaml")):
+        runs.update(cjk.findall(path.read_text(encoding="utf-8", errors="ignore")))
+    rng = random.Random(7)
+    phrases = sorted(PHRASES_DICT)
+    chars = [chr(k) for k in sorted(PINYIN_DICT) if cjk.fullmatch(chr(k))]
+    for _ in range(3000):
+        run = "".join(rng.choice(phrases) if rng.random() < 0.6 else rng.choice(chars) for _ in range(rng.randint(1, 5)))
+        a, b = rng.choice(phrases), rng.choice(phrases)
+        runs.update(r for r in (run, a[rng.randint(0, len(a) - 1):] + b[: rng.randint(1, len(b))]) if cjk.fullmatch(r))
+    assert len(runs) > 5000
+    for run in sorted(runs):
+        assert matching._pinyin_run(run) == tuple(lazy_pinyin(run, style=Style.NORMAL, errors=lambda c: list(c))), run

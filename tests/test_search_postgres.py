@@ -40,3 +40,32 @@ def test_postgres_answers_like_sqlite(stores, query, options):
     expected = {(h.call_id, h.idx) for h in search(sqlite.engine, query, **options)}
     got = {(h.call_id, h.idx) for h in search(postgres.engine, query, **options)}
     assert expected and got == expected
+
+
+def test_a_rescore_keeps_utterance_rows_and_a_changed_call_rewrites_them_on_postgres(stores, tmp_path):
+    """Stored floats and texts read back equal on PostgreSQL too, so a rulebook change keeps the rows."""
+    from sqlalchemy import text
+
+    _, postgres = stores
+    path = FIXTURES / "zh_good_stereo.conversation.json"
+    conversation = Conversation.read(path)
+    measures = Measures.read(path.with_name(path.name.replace(".conversation.", ".measures.")))
+    call_id = conversation.call_id
+
+    def rows():
+        with postgres.engine.connect() as conn:
+            utterances = conn.execute(text("SELECT id, text FROM utterances WHERE call_id = :c ORDER BY idx"), {"c": call_id}).all()
+            indexed = conn.execute(text("SELECT utterance_id FROM utterance_search WHERE call_id = :c ORDER BY 1"), {"c": call_id}).all()
+        return [tuple(r) for r in utterances], [r[0] for r in indexed]
+
+    before = rows()
+    postgres.save(call_id, "t", "t", "other rulebook", conversation, measures, score_and_report(conversation, measures, tmp_path))
+    assert rows() == before and before[0]
+    changed = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": u.text + "宠物医院"}) for u in conversation.utterances]})
+    postgres.save(call_id, "t", "t2", "t", changed, measures, score_and_report(changed, measures, tmp_path))
+    utterances, indexed = rows()
+    assert {u[0] for u in utterances}.isdisjoint({u[0] for u in before[0]}) and indexed == sorted(u[0] for u in utterances)
+    assert {h.call_id for h in search(postgres.engine, "宠物医院")} == {call_id}
+    postgres.save(call_id, "t", "t", "t", conversation, measures, score_and_report(conversation, measures, tmp_path))
+    assert search(postgres.engine, "宠物医院") == []

@@ -208,3 +208,39 @@ def test_a_claim_held_by_a_killed_unreaped_process_is_dead():
         assert _claim_is_dead(row)
     finally:
         child.wait()
+
+
+def test_the_newest_migration_file_is_alembics_head():
+    """Opening a store skips Alembic when the store is at the newest migration file's revision
+    (``head_revision``); that shortcut holds only while the files are numbered as Alembic chains them."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pipelines.results.store import MIGRATIONS, head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [head_revision()]
+
+
+def test_an_up_to_date_store_opens_without_alembic_and_an_older_one_is_still_upgraded(tmp_path):
+    from pipelines.results.store import schema_is_current
+
+    current = f"sqlite:///{tmp_path / 'current.db'}"
+    Store(current)  # created and upgraded: Alembic runs
+    assert schema_is_current(sa.create_engine(current))
+    code = ("import sys; from pipelines.results.store import Store; Store(sys.argv[1]); "
+            "print('ALEMBIC=' + str('alembic' in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, current], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ALEMBIC=False" in proc.stdout, proc.stdout + proc.stderr
+
+    older = f"sqlite:///{tmp_path / 'older.db'}"
+    upgrade_schema(sa.create_engine(older), "0001")
+    assert not schema_is_current(sa.create_engine(older))
+    Store(older)
+    assert schema_is_current(sa.create_engine(older))
+    with sqlite3.connect(tmp_path / "older.db") as connection:
+        connection.execute("DROP TABLE utterance_search")  # at head, but its search index gone: rebuilt
+    assert not schema_is_current(sa.create_engine(older))
+    Store(older)
+    assert schema_is_current(sa.create_engine(older))

@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 
 from pipelines.reports.html import ROLE_NAMES, environment, fmt_time
 from qa_rules.records import Conversation, Scorecard
-from qa_rules.files import call_file, write_text_privately
+from qa_rules.files import call_file, write_text_atomically
 
 try:  # markupsafe's own escaping of a str, without wrapping each result in a Markup (10x cheaper)
     from markupsafe._speedups import _escape_inner
@@ -134,4 +134,4 @@ def render_scorecard_html(card: Scorecard, conversation: Conversation, out_dir: 
         rules=Markup(_rules(data["rules"], speaker_roles)),
         transcript=Markup(_transcript(conversation)),
     )
-    return write_text_privately(path, html)
+    return write_text_atomically(path, html)

@@ -98,6 +98,13 @@ _INDEX_DDL: dict[str, tuple[str, ...]] = {
 }
 
 
+def index_exists(conn: Connection) -> bool:
+    """Whether the store has the full-text index (only SQLite and PostgreSQL stores can)."""
+    if conn.dialect.name not in _INDEX_DDL:
+        return False
+    return bool(conn.execute(text(_INDEX_DDL[conn.dialect.name][0]), {"n": INDEX_TABLE}).scalar())
+
+
 def ensure_index(engine: Engine | Connection) -> None:
     """Create the full-text index if the store has none, and fill it from the stored utterances.
     Given a connection, inside its transaction (the store's schema upgrade, which holds the lock

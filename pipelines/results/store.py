@@ -26,10 +26,10 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
-    Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, insert, select, text, update,
+    Boolean, Float, ForeignKey, Integer, String, Text, bindparam, create_engine, delete, event, insert, or_, select, text, update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from qa_rules.records import CallSource, Conversation, EvidenceItem, Measures, Scorecard, evidence_dicts, hold_seconds
@@ -286,6 +286,27 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         connection.commit()
 
 
+def head_revision() -> str:
+    """The newest packaged migration: they are numbered ``NNNN_name.py``, revision ``NNNN``, each
+    following the one before (``tests/test_store_migrations.py`` holds Alembic to that)."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the store is at the newest migration and has its search index: opening it then
+    needs neither Alembic (≈ 0.7 s to import and run, on every command that opens a store) nor the
+    upgrade's lock.  Anything else — a new file, an older store, a store being upgraded right now
+    by another worker (its transaction not yet committed) — takes :func:`upgrade_schema`."""
+    from pipelines.results.search import index_exists
+
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            return versions == [head_revision()] and index_exists(connection)
+    except (OperationalError, ProgrammingError):  # no alembic_version table: a store never upgraded
+        return False
+
+
 def _lock_for_upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
@@ -297,6 +318,8 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = _make_engine(url)
+        if schema_is_current(self.engine):
+            return
         for attempt in range(3):  # a SQLite store busy past its 60 s timeout: try again
             try:
                 upgrade_schema(self.engine)
@@ -309,34 +332,45 @@ class Store:
     # ------------------------------------------------------------------ calls
     def register(self, calls: list[CallSource]) -> None:
         """Add unknown calls as pending (insert-or-ignore: workers may register the same batch at
-        once) and refresh the metadata of known ones."""
+        once) and refresh the metadata of known ones — one statement per kind of row, executed for
+        every call at once (two round trips per call were most of a big batch's start)."""
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        with Session(self.engine) as session, session.begin():
-            for call in calls:
-                where = {"source": str(call.path), "source_root": str(call.root) if call.root else None}
-                values = {"call_id": call.call_id, **where, "status": "pending", "claims": 0, **call.metadata()}
-                session.execute(insert(CallRow).values(**values).on_conflict_do_nothing(index_elements=["call_id"]))
-                refresh = {**where, **call.metadata()}
-                session.execute(update(CallRow).where(CallRow.call_id == call.call_id).values(**refresh))
+        new = [{"call_id": call.call_id, **_where_from(call), "status": "pending", "claims": 0, **call.metadata()}
+               for call in calls]
+        columns = dict.fromkeys(key for values in new for key in values)  # one INSERT: the same columns
+        new = [{**dict.fromkeys(columns), **values} for values in new]  # for all (a NULL where one has none)
+        refreshed: dict[tuple[str, ...], list[dict]] = {}  # only the metadata a call has: by its keys
+        for call in calls:
+            values = {**_where_from(call), **call.metadata()}
+            refreshed.setdefault(tuple(values), []).append({"_call_id": call.call_id, **values})
+        with self.engine.begin() as connection:
+            if new:
+                connection.execute(insert(CallRow).on_conflict_do_nothing(index_elements=["call_id"]), new)
+            for group in refreshed.values():
+                connection.execute(update(CallRow).where(CallRow.call_id == bindparam("_call_id")), group)
 
     def claim(self, call_id: str, worker: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
         """Take a call for processing; ``False`` when it is finished with the same inputs or another
-        live worker holds it."""
-        with Session(self.engine) as session:
-            row = session.get(CallRow, call_id)
+        live worker holds it.
+
+        One UPDATE whose WHERE says "wanted and not held" takes the usual call (pending, failed, or
+        finished with other inputs) in one round trip.  Only a call some worker holds ("processing")
+        needs a look at its row first: whether that worker is alive is a question for this host's
+        process table (:func:`_claim_is_dead`), not for SQL."""
+        claim = {"_call_id": call_id, "_worker": worker, "_at": time.time(), "_input_key": input_key,
+                 "_rulebook_key": rulebook_key}
+        with self.engine.begin() as connection:
+            if connection.execute(_CLAIM.take_forced if force else _CLAIM.take_wanted, claim).rowcount:
+                return True
+            row = connection.execute(_CLAIM.held, claim).first()
             if row is None or not _wants_processing(row, input_key, rulebook_key, force):
                 return False
-            seen_status, seen_claim = row.status, row.claimed_by
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(CallRow)
-                .where(CallRow.call_id == call_id, CallRow.status == seen_status, _same(CallRow.claimed_by, seen_claim))
-                .values(status="processing", claimed_by=worker, claimed_at=time.time(), claims=CallRow.claims + 1)
-            )
-            return result.rowcount == 1
+            taken = connection.execute(_CLAIM.take_over if row.claimed_by is not None else _CLAIM.take_over_unnamed,
+                                       {**claim, "_seen_claim": row.claimed_by})
+            return taken.rowcount == 1
 
     def wants_processing(self, call_id: str, input_key: str, rulebook_key: str, force: bool = False) -> bool:
         """Whether :meth:`claim` would take the call now (it is known, not finished with these inputs,
@@ -344,6 +378,17 @@ class Store:
         with Session(self.engine) as session:
             row = session.get(CallRow, call_id)
             return row is not None and _wants_processing(row, input_key, rulebook_key, force)
+
+    def wanted(self, inputs: dict[str, str], rulebook_key: str, force: bool = False) -> set[str]:
+        """The calls of ``inputs`` (call id → input key) that :meth:`wants_processing` would say yes
+        to, read in a few queries instead of one per call."""
+        ids, found = list(inputs), set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):  # bound the IN list (SQLite limits parameters)
+                query = select(CallRow).where(CallRow.call_id.in_(ids[start:start + 500]))
+                found |= {row.call_id for row in connection.execute(query)
+                          if _wants_processing(row, inputs[row.call_id], rulebook_key, force)}
+        return found
 
     def release(self, call_id: str) -> None:
         """Give a claimed call back (pending) when the worker, not the call, is at fault."""
@@ -365,21 +410,30 @@ class Store:
              scorecard_path: Path | None = None, redact: bool = False) -> None:
         """Replace the call's utterances, rule results, category verdicts, situations and flags and
         mark it done — one transaction.  With ``redact`` the stored texts carry placeholders
-        instead of personal numbers."""
+        instead of personal numbers.
+
+        Utterances the store already holds exactly as given (a re-score after a rulebook change) are
+        kept with their search-index rows: re-indexing them (jieba + pinyin) was most of a re-score's
+        store time, and kept rows keep their ids."""
         if redact:
             conversation, card = _redacted_results(conversation, card)
-        ruled = {r.category for r in card.rules}
-        with Session(self.engine) as session, session.begin():
+        utterances = _utterance_values(call_id, conversation)
+        results = _rule_result_values(call_id, card)
+        with self.engine.begin() as connection:
+            # the call's row first: its write takes SQLite's write lock or the row's lock in
+            # PostgreSQL, so no other save of this call can change the utterances compared below
+            # before this transaction ends
+            connection.execute(_SAVE.mark_done, {"_call_id": call_id, **_done_values(
+                worker, input_key, rulebook_key, conversation, measures, card, conversation_path, scorecard_path)})
+            keep_utterances = _stored_utterances(connection, call_id) == [_utterance_key(u) for u in utterances]
             for table in CALL_RESULT_TABLES:
-                session.execute(delete(table).where(table.call_id == call_id))
+                if not (keep_utterances and table is UtteranceRow):
+                    connection.execute(_SAVE.delete[table], {"_call_id": call_id})
+            ruled = {r.category for r in card.rules}
             # plain multi-row INSERTs (no ORM unit of work: these rows are written, never read back here)
             rows: list[tuple[type, list[dict]]] = [
-                (UtteranceRow, [dict(call_id=call_id, idx=i, speaker=u.speaker, role=u.role, start=u.start, end=u.end,
-                                     text=u.text) for i, u in enumerate(conversation.utterances)]),
-                (RuleResultRow, [dict(call_id=call_id, rule_id=r.id, category=r.category, verdict=r.verdict,
-                                      points=r.points, max_points=r.max_points, fatal=r.fatal,
-                                      evidence=evidence_json(r.evidence), title_zh=r.title.get("zh"),
-                                      title_en=r.title.get("en")) for r in card.rules]),
+                (UtteranceRow, [] if keep_utterances else utterances),
+                (RuleResultRow, results),
                 # a category the rulebook has no rule in is no result (and was never one in the reports)
                 (CategoryResultRow, [dict(call_id=call_id, category=c, verdict=v)
                                      for c, v in card.categories.items() if c in ruled]),
@@ -388,26 +442,12 @@ class Store:
             ]
             for table, values in rows:
                 if values:
-                    session.execute(insert(table), values)
-            session.flush()
-            _mark_stale_reviews(session, call_id)
-            from pipelines.results.search import index_call
+                    connection.execute(_SAVE.insert[table], values)
+            _mark_stale_reviews(connection, call_id, results)
+            if not keep_utterances:
+                from pipelines.results.search import index_call
 
-            index_call(session.connection(), call_id)
-            hold_s = card.measures.get("hold_s")  # counted with the rulebook's hold threshold
-            session.execute(
-                update(CallRow).where(CallRow.call_id == call_id).values(
-                    status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
-                    input_key=input_key, rulebook_key=rulebook_key, duration_s=conversation.duration_s, language=conversation.language,
-                    rulebook_id=card.rulebook.id, rulebook_version=str(card.rulebook.version),
-                    score=card.score, max_score=card.max_score, percent=card.percent, passed=card.passed,
-                    fatal=bool(card.fatal_failures),
-                    hold_s=hold_s if hold_s is not None else hold_seconds(measures.silences),
-                    silence_share=measures.silence_share, agent_talk_ratio=measures.agent_talk_ratio,
-                    conversation_path=str(conversation_path) if conversation_path else None,
-                    scorecard_path=str(scorecard_path) if scorecard_path else None,
-                )
-            )
+                index_call(connection, call_id)
 
     def calls(self, status: str | None = None) -> list[CallRow]:
         with Session(self.engine) as session:
@@ -502,24 +542,117 @@ def _redacted(table: str, frame, connection):
     return frame
 
 
-def _mark_stale_reviews(session: Session, call_id: str) -> None:
+class _SaveStatements:
+    """The statements :meth:`Store.save` runs for every call, built once with their parameters
+    bound at execution (``_call_id``; an UPDATE's SET is the columns it is given): building and
+    coercing a fresh statement per call cost more than SQLite took to run it."""
+
+    def __init__(self) -> None:
+        call = bindparam("_call_id")
+        self.mark_done = update(CallRow).where(CallRow.call_id == call)
+        self.delete = {table: delete(table).where(table.call_id == call) for table in CALL_RESULT_TABLES}
+        self.insert = {table: insert(table) for table in CALL_RESULT_TABLES}
+        self.stored_utterances = (select(*(getattr(UtteranceRow, c) for c in _UTTERANCE_COLUMNS))
+                                  .where(UtteranceRow.call_id == call).order_by(UtteranceRow.idx))
+        self.open_reviews = (select(ReviewRow.id, ReviewRow.rule_id, ReviewRow.machine_verdict, ReviewRow.result_key)
+                             .where(ReviewRow.call_id == call, ReviewRow.stale.isnot(True)))
+        self.mark_stale = update(ReviewRow).where(ReviewRow.id == bindparam("_review_id"))
+
+
+def _utterance_values(call_id: str, conversation: Conversation) -> list[dict]:
+    """The call's utterance rows as :meth:`Store.save` inserts them."""
+    return [dict(call_id=call_id, idx=i, speaker=u.speaker, role=u.role, start=u.start, end=u.end, text=u.text)
+            for i, u in enumerate(conversation.utterances)]
+
+
+_UTTERANCE_COLUMNS = ("idx", "speaker", "role", "start", "end", "text")
+_SAVE = _SaveStatements()
+
+
+def _utterance_key(values: dict) -> tuple:
+    return tuple(values[c] for c in _UTTERANCE_COLUMNS)
+
+
+def _stored_utterances(connection: Connection, call_id: str) -> list[tuple]:
+    """The call's stored utterances, in order, as :func:`_utterance_key` tuples."""
+    return [tuple(row) for row in connection.execute(_SAVE.stored_utterances, {"_call_id": call_id})]
+
+
+def _rule_result_values(call_id: str, card: Scorecard) -> list[dict]:
+    """The card's rule results as :meth:`Store.save` inserts them."""
+    return [dict(call_id=call_id, rule_id=r.id, category=r.category, verdict=r.verdict, points=r.points,
+                 max_points=r.max_points, fatal=r.fatal, evidence=evidence_json(r.evidence), title_zh=r.title.get("zh"),
+                 title_en=r.title.get("en")) for r in card.rules]
+
+
+def _done_values(worker: str, input_key: str, rulebook_key: str, conversation: Conversation, measures: Measures,
+                 card: Scorecard, conversation_path: Path | None, scorecard_path: Path | None) -> dict:
+    """The call row of a scored call."""
+    hold_s = card.measures.get("hold_s")  # counted with the rulebook's hold threshold
+    return dict(
+        status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
+        input_key=input_key, rulebook_key=rulebook_key, duration_s=conversation.duration_s, language=conversation.language,
+        rulebook_id=card.rulebook.id, rulebook_version=str(card.rulebook.version),
+        score=card.score, max_score=card.max_score, percent=card.percent, passed=card.passed,
+        fatal=bool(card.fatal_failures),
+        hold_s=hold_s if hold_s is not None else hold_seconds(measures.silences),
+        silence_share=measures.silence_share, agent_talk_ratio=measures.agent_talk_ratio,
+        conversation_path=str(conversation_path) if conversation_path else None,
+        scorecard_path=str(scorecard_path) if scorecard_path else None,
+    )
+
+
+def _mark_stale_reviews(connection: Connection, call_id: str, results: list[dict]) -> None:
     """After a re-score: a review whose rule now has another verdict or other evidence is marked
-    stale (never deleted); one whose result is unchanged stays current."""
-    results = {r.rule_id: r for r in session.scalars(select(RuleResultRow).where(RuleResultRow.call_id == call_id))}
-    reviews = session.scalars(select(ReviewRow).where(ReviewRow.call_id == call_id, ReviewRow.stale.isnot(True)))
+    stale (never deleted); one whose result is unchanged stays current.  ``results`` are the rule
+    result rows just written (a rule listed twice: the last one, as the store reads them back)."""
+    by_rule = {r["rule_id"]: r for r in results}
+    reviews = connection.execute(_SAVE.open_reviews, {"_call_id": call_id}).all()
     for review in reviews:
-        result = results.get(review.rule_id)
-        if result is None:
-            review.stale, review.stale_reason = True, "re-scored: the rule is no longer in the rulebook"
-        elif result.verdict != review.machine_verdict:
-            review.stale = True
-            review.stale_reason = f"re-scored: machine verdict {review.machine_verdict} → {result.verdict}"
-        elif review.result_key is not None and review.result_key != result_key(result.verdict, result.evidence):
-            review.stale, review.stale_reason = True, "re-scored: same verdict, other evidence"
+        reason = _stale_reason(review.machine_verdict, review.result_key, by_rule.get(review.rule_id))
+        if reason is not None:
+            connection.execute(_SAVE.mark_stale, {"_review_id": review.id, "stale": True, "stale_reason": reason})
 
 
-def _same(column, value):
-    return column.is_(None) if value is None else column == value
+def _stale_reason(machine_verdict: str, reviewed_key: str | None, result: dict | None) -> str | None:
+    """Why a review no longer refers to the rule's ``result`` (``None``: it still does)."""
+    if result is None:
+        return "re-scored: the rule is no longer in the rulebook"
+    if result["verdict"] != machine_verdict:
+        return f"re-scored: machine verdict {machine_verdict} → {result['verdict']}"
+    if reviewed_key is not None and reviewed_key != result_key(result["verdict"], result["evidence"]):
+        return "re-scored: same verdict, other evidence"
+    return None
+
+
+def _where_from(call: CallSource) -> dict:
+    """Where the call's recording is, as the calls table keeps it."""
+    return {"source": str(call.path), "source_root": str(call.root) if call.root else None}
+
+
+class _ClaimStatements:
+    """The statements of :meth:`Store.claim`, built once (parameters bound at execution: a claim is
+    made for every call of every run, a finished one included)."""
+
+    def __init__(self) -> None:
+        call, take = CallRow.call_id == bindparam("_call_id"), update(CallRow).values(
+            status="processing", claimed_by=bindparam("_worker"), claimed_at=bindparam("_at"), claims=CallRow.claims + 1)
+        # "not finished with these inputs" (_wants_processing without the claim part) ...
+        wanted = or_(CallRow.status != "done", CallRow.input_key.is_distinct_from(bindparam("_input_key")),
+                     CallRow.rulebook_key.is_distinct_from(bindparam("_rulebook_key")))
+        # ... and "no worker holds it": a claim without a worker or a time is dead (_claim_is_dead)
+        unheld = or_(CallRow.status != "processing", CallRow.claimed_by.is_(None), CallRow.claimed_at.is_(None))
+        self.take_wanted = take.where(call, wanted, unheld)
+        self.take_forced = take.where(call, unheld)
+        self.held = select(CallRow.status, CallRow.claimed_by, CallRow.claimed_at, CallRow.input_key,
+                           CallRow.rulebook_key).where(call, CallRow.status == "processing")
+        """The row of a call some worker holds, to ask whether that worker is alive."""
+        self.take_over = take.where(call, CallRow.status == "processing", CallRow.claimed_by == bindparam("_seen_claim"))
+        self.take_over_unnamed = take.where(call, CallRow.status == "processing", CallRow.claimed_by.is_(None))
+        """Compare-and-swap: taken only if the claim is still the one found dead."""
+
+
+_CLAIM = _ClaimStatements()
 
 
 def _wants_processing(row: "CallRow", input_key: str, rulebook_key: str, force: bool) -> bool:

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from pipelines.results.store import Store, default_store_url, display_url, worke
 from pipelines.settings import Settings
 from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
 from pipelines.shell.sources import SourceCalls
-from pipelines.stages.analysis import AnalysedCall, readable_audio
+from pipelines.stages.analysed import AnalysedCall, readable_audio
 from qa_rules.files import OutsideOutputError, make_private_dir
 from qa_rules.records import CallError, CallSource, Scorecard
 
@@ -138,23 +139,35 @@ def cached_analysis(call: CallSource, settings: Settings, cache_dir: str) -> tup
     return key, CallAnalysis(key, True, AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id})))
 
 
-def score_and_store_call(
-    analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str, input_key: str,
-    rulebook_key: str, redact: bool,
-) -> Scorecard:
-    """Write the call's conversation and measures beside its scorecard (JSON + HTML) and replace its
-    rows in the store; return the card."""
+def score_call(analysed: AnalysedCall, rulebook: "Rulebook", out: Path) -> Scorecard:
+    """Write the call's conversation and measures beside its scorecard (JSON + HTML); the card.
+    Touches no store, so it may run in another process (:class:`ScoringPool`)."""
     from pipelines.stages.scoring import score_and_report
 
-    out = Path(out_dir)
     analysed.write(out)
-    card = score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
+    return score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
+
+
+def store_call(card: Scorecard, analysed: AnalysedCall, out: Path, store: Store, worker: str, input_key: str,
+               rulebook_key: str, redact: bool) -> None:
+    """Replace the scored call's rows in the store (the files are ``out``'s)."""
     call_id = analysed.conversation.call_id
     store.save(
         call_id, worker, input_key, rulebook_key, analysed.conversation, analysed.measures, card,
         conversation_path=out / f"{call_id}.conversation.json", scorecard_path=out / f"{call_id}.scorecard.json",
         redact=redact,
     )
+
+
+def score_and_store_call(
+    analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str, input_key: str,
+    rulebook_key: str, redact: bool,
+) -> Scorecard:
+    """Write the call's conversation and measures beside its scorecard (JSON + HTML) and replace its
+    rows in the store; return the card."""
+    out = Path(out_dir)
+    card = score_call(analysed, rulebook, out)
+    store_call(card, analysed, out, store, worker, input_key, rulebook_key, redact)
     return card
 
 
@@ -164,6 +177,8 @@ class BatchSteps(Protocol):
     calls in :class:`CacheOnlySteps`."""
 
     prefect: bool
+    window: int | None
+    """Calls in flight at once; ``None``: the batch's ``gpu_slots + 1``."""
 
     def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
         """Bounds this run's concurrent model calls; yields what :meth:`analyse` is handed."""
@@ -180,18 +195,35 @@ class BatchSteps(Protocol):
 
 class CacheOnlySteps:
     """Steps that never load a model: each call's analysis (or its bad-input error) was found by
-    :meth:`Batch.answers_from_cache`.  Calls are scored one after the other in this thread."""
+    :meth:`Batch.answers_from_cache`.  Calls are scored one after the other in this thread, or, with
+    a :class:`ScoringPool` (:meth:`for_batch`), in worker processes while this thread stores them."""
 
     prefect = False
 
-    def __init__(self, answers: dict[str, "CallAnalysis | CallError"]):
+    def __init__(self, answers: dict[str, "CallAnalysis | CallError"], pool: "ScoringPool | None" = None):
         self._answers = answers
+        self._pool = pool
+        self.window = pool.window if pool else None
+
+    @classmethod
+    @contextmanager
+    def for_batch(cls, batch: "Batch", answers: dict[str, "CallAnalysis | CallError"]) -> Iterator["CacheOnlySteps"]:
+        """Steps for ``batch``, with a pool of scoring processes when there are calls enough to be
+        worth one and more than one core (:func:`pipelines.shell.rescore.worker_count`)."""
+        from pipelines.shell.rescore import worker_count
+
+        analyses = {c: a for c, a in answers.items() if isinstance(a, CallAnalysis)}
+        workers = worker_count(len(analyses))
+        if workers <= 1:
+            yield cls(answers)
+            return
+        with ScoringPool(batch, analyses, workers) as pool:
+            yield cls(answers, pool)
 
     def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
         return nullcontext("")
 
     def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str) -> Future:
-        future: Future = Future()
         answer = self._answers.pop(call.call_id, None)
         if answer is None:  # finished or held when planned, wanted again now (another run changed it)
             try:
@@ -199,18 +231,148 @@ class CacheOnlySteps:
                     call.call_id, "cache", "another run changed this call while it was planned — run the batch again")
             except CallError as exc:
                 answer = exc
+        if isinstance(answer, CallAnalysis) and self._pool is not None:
+            return self._pool.score(call.call_id, answer)
+        future: Future = Future()
         if isinstance(answer, CallError):
             future.set_exception(answer)
         else:
             future.set_result(answer)
         return future
 
-    def score_and_store(self, *args) -> Scorecard:
-        return score_and_store_call(*args)
+    def score_and_store(self, analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str,
+                        input_key: str, rulebook_key: str, redact: bool) -> Scorecard:
+        card = self._pool.card_of(analysed.conversation.call_id) if self._pool is not None else None
+        if card is None:  # no pool, or its worker died: scored here
+            return score_and_store_call(analysed, rulebook, out_dir, store, worker, input_key, rulebook_key, redact)
+        store_call(card, analysed, Path(out_dir), store, worker, input_key, rulebook_key, redact)
+        return card
 
     def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
         _, html = write_summary(rows, Path(out_dir), rulebook=rulebook_label)
         return str(html)
+
+
+# ---------------------------------------------------------------------------- scoring processes
+@dataclass(frozen=True)
+class _Forked:
+    """What the scoring processes inherit when they are forked: the analyses read while planning
+    (never changed afterwards, so a worker forked late sees them all), the rulebooks, the folder."""
+
+    analyses: dict[str, CallAnalysis]
+    rulebooks: "Rulebooks"
+    out: Path
+
+
+_forked: _Forked | None = None
+
+
+class ScoringPool:
+    """Forked worker processes that write each call's files and score it, while the batch's thread
+    claims calls and stores the cards: scoring is pure Python, one core per process, and it is most
+    of a re-score after the store.  What a worker returns is the card; an error is returned as what
+    the batch needs to record it (its type and message) — so one bad call fails alone, as in-process.
+    A worker that dies (killed, out of memory) costs nothing either: its calls are scored in the
+    batch's process (:meth:`card_of` gives ``None``), and so is every call after it."""
+
+    def __init__(self, batch: "Batch", analyses: dict[str, CallAnalysis], workers: int) -> None:
+        self._batch, self._analyses, self._workers = batch, analyses, workers
+        self.window = 4 * workers
+        """Calls in flight: enough that every worker has the next call while this thread stores."""
+        self._cards: dict[str, Scorecard] = {}
+        self._pool = None
+
+    def __enter__(self) -> "ScoringPool":
+        import gc
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from pipelines.shell.rescore import preload
+
+        global _forked
+        preload(None, rulebooks=False)  # the rule engine and the scorecard template, loaded once
+        for language in {a.analysed.conversation.language for a in self._analyses.values()}:
+            try:
+                self._batch.rulebooks.for_language(language)
+            except Exception:  # noqa: BLE001 - reported by each call, as in-process
+                pass
+        _forked = _Forked(dict(self._analyses), self._batch.rulebooks, self._batch.out_dir)
+        self._batch.store.engine.dispose()  # no open database connection is handed to the children
+        gc.freeze()  # what is loaded stays out of the workers' cycle collections (shared, not copied)
+        self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("fork"))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        import gc
+
+        global _forked
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _forked = None
+            gc.unfreeze()
+
+    def score(self, call_id: str, analysis: CallAnalysis) -> Future:
+        """A future of ``analysis``, done when a worker has scored it (:meth:`card_of` then has the card)."""
+        done: Future = Future()
+        # a call read after planning (not in what the workers inherited) travels with its job
+        travelling = None if self._analyses.get(call_id) is analysis else analysis
+        try:
+            job = self._pool.submit(_score_forked, call_id, travelling)
+        except BrokenProcessPool:
+            done.set_result(analysis)
+            return done
+        job.add_done_callback(lambda finished: self._settle(finished, call_id, analysis, done))
+        return done
+
+    def card_of(self, call_id: str) -> Scorecard | None:
+        """The card a worker made for the call (once), ``None`` when the call is to be scored here."""
+        return self._cards.pop(call_id, None)
+
+    def _settle(self, job: Future, call_id: str, analysis: CallAnalysis, done: Future) -> None:
+        try:
+            kind, payload = job.result()
+        except BrokenProcessPool:
+            done.set_result(analysis)  # the worker died, not the call: scored in the batch's process
+            return
+        except BaseException as exc:  # noqa: BLE001 - a job that could not even be sent: the call's failure
+            done.set_exception(exc)
+            return
+        if kind == "card":
+            self._cards[call_id] = payload
+            done.set_result(analysis)
+        else:
+            done.set_exception(_rebuilt_error(kind, payload))
+
+
+def _score_forked(call_id: str, travelling: CallAnalysis | None) -> tuple[str, object]:
+    """In a worker: score one call; ``("card", card)``, or the error as :func:`_rebuilt_error` takes it.
+
+    An error travels as plain strings, never as a pickled exception: what the batch records of it
+    is its kind (a bad call, a name outside the output folder, anything else), its type's name and
+    its message, and strings cross back whatever the exception held."""
+    state = _forked
+    analysis = travelling or state.analyses[call_id]
+    try:
+        conversation = analysis.analysed.conversation
+        return "card", score_call(analysis.analysed, state.rulebooks.for_language(conversation.language), state.out)
+    except CallError as exc:
+        return "call", (exc.call, exc.stage, exc.reason)
+    except OutsideOutputError as exc:
+        return "outside", str(exc)
+    except Exception as exc:  # noqa: BLE001 - recorded by the batch like any error of the call
+        return "error", (type(exc).__name__, str(exc))
+
+
+def _rebuilt_error(kind: str, payload) -> Exception:
+    """The worker's error as the batch records it (:meth:`Batch.run`): the same type, or for an
+    unexpected error one of the same name, and the same message."""
+    if kind == "call":
+        return CallError(*payload)
+    if kind == "outside":
+        return OutsideOutputError(payload)
+    name, message = payload
+    return type(name, (Exception,), {"__str__": lambda self: message})()
 
 
 # ---------------------------------------------------------------------------- the batch
@@ -235,8 +397,10 @@ class Batch:
         cache, or the bad-input error that fails it; ``None`` as soon as one call needs the models.
         Calls finished with the same inputs (or held by a live worker) need no answer."""
         answers: dict[str, CallAnalysis | CallError] = {}
+        inputs = {call.call_id: call_input_key(call, self.settings) for call in self.source.calls}
+        wanted = self.store.wanted(inputs, self.rulebook_key, self.force)
         for call in self.source.calls:
-            if not self.store.wants_processing(call.call_id, call_input_key(call, self.settings), self.rulebook_key, self.force):
+            if call.call_id not in wanted:
                 continue
             try:
                 answer = cached_analysis(call, self.settings, self.cache_folder)[1]
@@ -295,7 +459,7 @@ class Batch:
                 _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
                 notify(call.call_id, "failed")
 
-        window = min(self.gpu_slots + 1, MAX_IN_FLIGHT)
+        window = steps.window or min(self.gpu_slots + 1, MAX_IN_FLIGHT)
         with steps.model_limit(worker, self.gpu_slots) as limit:
             for call in calls:
                 while len(in_flight) >= window:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from qa_rules.records import CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json
-from qa_rules.files import write_json_atomically
+from qa_rules.files import write_text_atomically
 
 ANALYSIS_VERSION = 2
 """Bump when the conversation or measures code changes its output for the same inputs."""
@@ -64,5 +64,5 @@ class AnalysisCache:
     def put(self, key: str, conversation: Conversation, measures: Measures) -> None:
         folder = self._dir(key)
         # measures first: an entry counts only once its conversation is there too
-        write_json_atomically(folder / "measures.json", record_json(measures))
-        write_json_atomically(folder / "conversation.json", conversation.to_json())
+        write_text_atomically(folder / "measures.json", record_json(measures))
+        write_text_atomically(folder / "conversation.json", conversation.to_json())

@@ -230,16 +230,17 @@ def _cache_first_then_flow(parameters: dict) -> "BatchResult":
     Prefect's local (ephemeral) API costs ~10 s to start per one-shot run, more than re-scoring a
     small batch; a run with no model work has nothing for it to orchestrate (README, "Lean
     start-up").  With a Prefect server configured (``PREFECT_API_URL``, in the environment or a
-    Prefect profile) every run is a flow run there, recorded and visible in its UI."""
-    from prefect.settings import get_current_settings
-
+    Prefect profile) every run is a flow run there, recorded and visible in its UI.  Where nothing
+    could configure one, Prefect is not even imported to ask (:mod:`pipelines.shell.prefect_config`)."""
     from pipelines.shell import batch
+    from pipelines.shell.prefect_config import configured_api_url
 
-    if not get_current_settings().api.url:
+    if not configured_api_url():
         opened = batch.open_batch(**parameters)
         answers = opened.answers_from_cache()
         if answers is not None:
-            return opened.run(batch.CacheOnlySteps(answers))
+            with batch.CacheOnlySteps.for_batch(opened, answers) as steps:
+                return opened.run(steps)
     from pipelines.shell import flows
 
     return flows.qa_batch(**parameters)

@@ -261,6 +261,7 @@ class PrefectSteps:
     calls bounded by a Prefect global concurrency limit, the summary also published as artifacts."""
 
     prefect = True
+    window = None  # the batch's gpu_slots + 1
 
     def model_limit(self, worker: str, slots: int) -> AbstractContextManager[str]:
         return model_call_limit(worker, slots)

@@ -9,19 +9,17 @@ means the same everywhere.  Scoring (:mod:`pipelines.stages.scoring`) reads only
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Union
 
 from pipelines.settings import Settings
+from pipelines.stages.analysed import AnalysedCall, readable_audio
 from pipelines.stages.audio import decode_audio
 from pipelines.stages.conversation import assemble_conversation, find_speakers, transcribe_call
 from pipelines.stages.engines import SpeechEngines
 from pipelines.stages.measures import measure_call
-from qa_rules.records import BadAudioError, CallSource, Conversation, Measures
+from qa_rules.records import BadAudioError, CallSource
 
 log = logging.getLogger(__name__)
 
@@ -36,38 +34,6 @@ ModelSlot = Callable[[], AbstractContextManager[object]]
 """Opens the span of one model call (transcription, speaker finding).  The flow passes a Prefect
 concurrency limit here, so the limit bounds model calls and nothing else; decoding and measuring
 run outside it."""
-
-
-@dataclass(frozen=True)
-class AnalysedCall:
-    """What the audio half of the chain produced for one call."""
-
-    conversation: Conversation
-    measures: Measures
-    stage_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """``time.perf_counter()`` at the start and end of each stage (see :data:`STAGES`): the bench's
-    timings, and proof of which model calls overlapped when several calls were in flight.  Empty
-    when the analysis came from a cache."""
-
-    @property
-    def stage_s(self) -> dict[str, float]:
-        """Wall seconds per stage."""
-        return {stage: end - start for stage, (start, end) in self.stage_spans.items()}
-
-    def write(self, out_dir: Path) -> None:
-        """``<call_id>.conversation.json`` and ``<call_id>.measures.json``, side by side."""
-        self.conversation.write(out_dir)
-        self.measures.write(out_dir)
-
-
-def readable_audio(call: CallSource) -> Path:
-    """The call's file, or :class:`BadAudioError` when it is missing or cannot be read — checked
-    before anything hashes or decodes it, so that the reason is the file's, not an ``OSError``."""
-    if not call.path.is_file():
-        raise BadAudioError(call.call_id, f"file not found: {call.path}")
-    if not os.access(call.path, os.R_OK):
-        raise BadAudioError(call.call_id, f"file is not readable (permission denied): {call.path}")
-    return call.path
 
 
 @contextmanager

@@ -1,0 +1,117 @@
+"""A re-score that leaves the conversation as it was (a rulebook change) keeps the call's utterance
+rows and their search index — same ids, same hits — and replaces only the scoring rows; a call whose
+conversation changed (other audio or settings, or a redacting store) still has its utterances and
+index rewritten.  Either way the store reads back what the call's last save was given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import qa_rules
+from pipelines.results.search import search
+from pipelines.results.store import Store
+from pipelines.stages.scoring import score_and_report
+from qa_rules.records import Conversation, Measures
+from store_fixtures import build_store
+from tests.review_support import copy_store
+
+CALL = "zh_good_stereo"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("rescore"))
+
+
+def _analysis(built, call_id: str = CALL) -> tuple[Conversation, Measures]:
+    return (Conversation.read(built.out_dir / f"{call_id}.conversation.json"),
+            Measures.read(built.out_dir / f"{call_id}.measures.json"))
+
+
+def _utterances(store: Store, call_id: str = CALL) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            'SELECT id, idx, speaker, role, start, "end", text FROM utterances WHERE call_id = :c ORDER BY idx'),
+            {"c": call_id})]
+
+
+def _index(store: Store, call_id: str = CALL) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(text(
+            "SELECT utterance_id, terms, pinyin FROM utterance_search WHERE call_id = :c"), {"c": call_id}))
+
+
+def _stricter_rulebook(tmp_path: Path) -> Path:
+    book = tmp_path / "stricter.yaml"
+    book.write_text(qa_rules.default_rulebook_path("zh").read_text(encoding="utf-8").replace("pass_mark: 80", "pass_mark: 99"),
+                    encoding="utf-8")
+    return book
+
+
+def _rule_results(store: Store, call_id: str = CALL) -> int:
+    return store.count("rule_results", call_id)
+
+
+def test_a_rulebook_change_keeps_utterance_ids_and_search_hits(built, tmp_path):
+    store = copy_store(built, tmp_path).store
+    before, index_before = _utterances(store), _index(store)
+    hits_before = search(store.engine, "久等")
+    conversation, measures = _analysis(built)
+    card = score_and_report(conversation, measures, tmp_path / "out", rulebook_path=_stricter_rulebook(tmp_path))
+
+    store.save(CALL, "w2", "same-input", "stricter", conversation, measures, card)
+
+    assert _utterances(store) == before and before  # same rows, same ids
+    assert _index(store) == index_before and index_before
+    assert search(store.engine, "久等") == hits_before
+    assert _rule_results(store) == len(card.rules)
+    row = next(r for r in store.calls() if r.call_id == CALL)
+    assert (row.status, row.rulebook_key, row.percent) == ("done", "stricter", card.percent)
+
+
+def test_a_changed_conversation_rewrites_utterances_and_index(built, tmp_path):
+    store = copy_store(built, tmp_path).store
+    before = _utterances(store)
+    conversation, measures = _analysis(built)
+    changed = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": u.text + "宠物医院"}) if u.role == "customer" else u for u in conversation.utterances
+    ]})
+    card = score_and_report(changed, measures, tmp_path / "out")
+
+    store.save(CALL, "w2", "other-input", "k", changed, measures, card)
+
+    after = _utterances(store)
+    assert [u[1:] for u in after] == [(i, u.speaker, u.role, u.start, u.end, u.text) for i, u in enumerate(changed.utterances)]
+    assert {u[0] for u in after}.isdisjoint({u[0] for u in before})  # rewritten: new rows
+    assert sorted(u for u, *_ in _index(store)) == sorted(u[0] for u in after)  # the index follows them
+    assert {h.call_id for h in search(store.engine, "宠物医院")} == {CALL}
+
+
+def test_fewer_utterances_drop_the_extra_rows_and_their_index(built, tmp_path):
+    store = copy_store(built, tmp_path).store
+    conversation, measures = _analysis(built)
+    shorter = conversation.model_copy(update={"utterances": conversation.utterances[:-1]})
+    store.save(CALL, "w2", "other-input", "k", shorter, measures, score_and_report(shorter, measures, tmp_path / "out"))
+    assert len(_utterances(store)) == len(shorter.utterances) == len(_index(store))
+
+
+def test_a_redacting_store_rewrites_the_lines_it_redacts(built, tmp_path):
+    store = copy_store(built, tmp_path).store
+    conversation, measures = _analysis(built)
+    with_phone = conversation.model_copy(update={"utterances": [
+        u.model_copy(update={"text": u.text + "我的电话是13812345678"}) if i == 1 else u
+        for i, u in enumerate(conversation.utterances)
+    ]})
+    card = score_and_report(with_phone, measures, tmp_path / "out")
+    store.save(CALL, "w2", "plain", "k", with_phone, measures, card)
+    assert "13812345678" in _utterances(store)[1][-1]
+    assert {h.call_id for h in search(store.engine, "13812345678")} == {CALL}
+
+    store.save(CALL, "w3", "redacting", "k", with_phone, measures, card, redact=True)
+
+    redacted = _utterances(store)
+    assert "13812345678" not in redacted[1][-1]
+    assert search(store.engine, "13812345678") == []  # the index follows the redacted line
