@@ -12,7 +12,7 @@ Times are seconds from the start of the recording, as floats, everywhere.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -278,9 +278,16 @@ class EvidenceItem:
             self.measured = float(self.measured)
 
 
+_EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
+
+
 def evidence_dicts(items: Iterable[EvidenceItem]) -> list[dict]:
-    """Evidence as JSON-ready dicts, in field order (what ``scorecard.json`` and the store hold)."""
-    return [asdict(item) for item in items]
+    """Evidence as JSON-ready dicts, in field order (what ``scorecard.json`` and the store hold).
+
+    Field by field rather than ``dataclasses.asdict``, which copies each value recursively: the
+    fields are plain numbers and strings, and the store turns every rule's evidence of every call
+    into JSON (``asdict`` was a tenth of a re-score's store time)."""
+    return [{name: getattr(item, name) for name in _EVIDENCE_FIELDS} for item in items]
 
 
 def category_verdict(verdicts: Iterable[str]) -> Verdict:

@@ -115,3 +115,55 @@ def test_a_redacting_store_rewrites_the_lines_it_redacts(built, tmp_path):
     redacted = _utterances(store)
     assert "13812345678" not in redacted[1][-1]
     assert search(store.engine, "13812345678") == []  # the index follows the redacted line
+
+
+def test_stored_evidence_text_is_what_asdict_gave():
+    """The store's evidence JSON is what :func:`result_key` fingerprints: built field by field, it
+    must stay byte-for-byte what ``dataclasses.asdict`` gave, for every kind of value."""
+    import json
+    from dataclasses import asdict
+
+    from pipelines.results.store import evidence_json
+    from qa_rules.records import EvidenceItem
+
+    items = [EvidenceItem(0, 1.5), EvidenceItem(2.25, 3, "spk1", "您好，请问有什么可以帮您", 12, "greeting"),
+             EvidenceItem(4.0, 5.0, None, 'he said "no"\n', "-46.1 dBFS", None), EvidenceItem(6, 7, "A", "", 0.5, "")]
+    assert evidence_json(items) == json.dumps([asdict(item) for item in items], ensure_ascii=False)
+    assert evidence_json([]) == "[]"
+
+
+def _scoring_rows(store: Store, call_id: str = CALL) -> dict[str, list[tuple]]:
+    queries = {"rule_results": "SELECT id, rule_id, category, verdict, points, max_points, fatal, evidence, title_zh, title_en",
+               "category_results": "SELECT id, category, verdict", "situation_results": "SELECT id, situation_id, occurred",
+               "flags": "SELECT id, reason, rule_id"}
+    with store.engine.connect() as conn:
+        return {table: [tuple(r) for r in conn.execute(text(f"{columns} FROM {table} WHERE call_id = :c ORDER BY id"), {"c": call_id})]
+                for table, columns in queries.items()}
+
+
+def test_unchanged_scoring_rows_are_kept_and_changed_ones_rewritten(built, tmp_path):
+    """A rulebook edit that changes one rule's result rewrites that table's rows and keeps the tables
+    whose rows are the same (same ids); either way the store reads back exactly the new card."""
+    store = copy_store(built, tmp_path).store
+    before = _scoring_rows(store)
+    conversation, measures = _analysis(built)
+    card = score_and_report(conversation, measures, tmp_path / "out", rulebook_path=_stricter_rulebook(tmp_path))
+    store.save(CALL, "w2", "same-input", "stricter", conversation, measures, card)
+    after = _scoring_rows(store)
+    # pass mark 80 → 99 changes the call's percent row, not one rule's result
+    assert after["rule_results"] == before["rule_results"] and before["rule_results"]
+    assert after["category_results"] == before["category_results"]
+
+    # one rule now fails with other evidence: the rule results are rewritten (new ids) and read back as given
+    first = card.rules[0]
+    edited = card.model_copy(update={"rules": [first.model_copy(update={"verdict": "fail", "points": 0.0, "note": "edited"}),
+                                               *card.rules[1:]]})
+    store.save(CALL, "w3", "same-input", "edited", conversation, measures, edited)
+    rewritten = _scoring_rows(store)["rule_results"]
+    assert {r[0] for r in rewritten}.isdisjoint({r[0] for r in before["rule_results"]})
+    assert [(r[1], r[3], r[4]) for r in rewritten] == [(r.id, r.verdict, r.points) for r in edited.rules]
+    assert [r[1:] for r in rewritten[1:]] == [r[1:] for r in before["rule_results"][1:]]
+
+    # fewer flags than stored: the flag rows follow the card
+    store.save(CALL, "w4", "same-input", "edited", conversation, measures, edited.model_copy(update={"flags": []}))
+    assert _scoring_rows(store)["flags"] == []

@@ -426,13 +426,9 @@ class Store:
             connection.execute(_SAVE.mark_done, {"_call_id": call_id, **_done_values(
                 worker, input_key, rulebook_key, conversation, measures, card, conversation_path, scorecard_path)})
             keep_utterances = _stored_utterances(connection, call_id) == [_utterance_key(u) for u in utterances]
-            for table in CALL_RESULT_TABLES:
-                if not (keep_utterances and table is UtteranceRow):
-                    connection.execute(_SAVE.delete[table], {"_call_id": call_id})
             ruled = {r.category for r in card.rules}
-            # plain multi-row INSERTs (no ORM unit of work: these rows are written, never read back here)
             rows: list[tuple[type, list[dict]]] = [
-                (UtteranceRow, [] if keep_utterances else utterances),
+                (UtteranceRow, utterances),
                 (RuleResultRow, results),
                 # a category the rulebook has no rule in is no result (and was never one in the reports)
                 (CategoryResultRow, [dict(call_id=call_id, category=c, verdict=v)
@@ -441,7 +437,13 @@ class Store:
                 (FlagRow, [dict(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags]),
             ]
             for table, values in rows:
-                if values:
+                # a table whose rows are already stored exactly so (most of them after a rulebook
+                # edit) is left alone: rewriting 41 rule results touched ~280 index pages a call,
+                # and SQLite's commit of them cost more than scoring the call
+                if keep_utterances if table is UtteranceRow else _stored_rows(connection, table, call_id) == _row_keys(table, values):
+                    continue
+                connection.execute(_SAVE.delete[table], {"_call_id": call_id})
+                if values:  # plain multi-row INSERTs (no ORM unit of work: these rows are never read back here)
                     connection.execute(_SAVE.insert[table], values)
             _mark_stale_reviews(connection, call_id, results)
             if not keep_utterances:
@@ -554,6 +556,8 @@ class _SaveStatements:
         self.insert = {table: insert(table) for table in CALL_RESULT_TABLES}
         self.stored_utterances = (select(*(getattr(UtteranceRow, c) for c in _UTTERANCE_COLUMNS))
                                   .where(UtteranceRow.call_id == call).order_by(UtteranceRow.idx))
+        self.stored_rows = {table: select(*(getattr(table, c) for c in columns)).where(table.call_id == call).order_by(table.id)
+                            for table, columns in _RESULT_COLUMNS.items()}
         self.open_reviews = (select(ReviewRow.id, ReviewRow.rule_id, ReviewRow.machine_verdict, ReviewRow.result_key)
                              .where(ReviewRow.call_id == call, ReviewRow.stale.isnot(True)))
         self.mark_stale = update(ReviewRow).where(ReviewRow.id == bindparam("_review_id"))
@@ -566,7 +570,25 @@ def _utterance_values(call_id: str, conversation: Conversation) -> list[dict]:
 
 
 _UTTERANCE_COLUMNS = ("idx", "speaker", "role", "start", "end", "text")
+_RESULT_COLUMNS = {
+    RuleResultRow: ("rule_id", "category", "verdict", "points", "max_points", "fatal", "evidence", "title_zh", "title_en"),
+    CategoryResultRow: ("category", "verdict"),
+    SituationResultRow: ("situation_id", "occurred"),
+    FlagRow: ("reason", "rule_id"),
+}
+"""Per scoring table, the columns :meth:`Store.save` writes (every column but the row's id and call)."""
 _SAVE = _SaveStatements()
+
+
+def _row_keys(table: type, values: list[dict]) -> list[tuple]:
+    """Rows as :meth:`Store.save` would insert them, as tuples of :data:`_RESULT_COLUMNS`."""
+    columns = _RESULT_COLUMNS[table]
+    return [tuple(row[c] for c in columns) for row in values]
+
+
+def _stored_rows(connection: Connection, table: type, call_id: str) -> list[tuple]:
+    """The call's stored rows of a scoring table, in the order they were inserted."""
+    return [tuple(row) for row in connection.execute(_SAVE.stored_rows[table], {"_call_id": call_id})]
 
 
 def _utterance_key(values: dict) -> tuple:
