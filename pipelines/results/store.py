@@ -437,10 +437,11 @@ class Store:
                 (FlagRow, [dict(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags]),
             ]
             for table, values in rows:
-                # a table whose rows are already stored exactly so (most of them after a rulebook
-                # edit) is left alone: rewriting 41 rule results touched ~280 index pages a call,
-                # and SQLite's commit of them cost more than scoring the call
-                if keep_utterances if table is UtteranceRow else _stored_rows(connection, table, call_id) == _row_keys(table, values):
+                # on a re-score of the same conversation (a rulebook edit), a table whose rows are
+                # already stored exactly so is left alone: rewriting 41 rule results touched ~280
+                # index pages a call, and SQLite's commit of them cost more than scoring the call.
+                # (A new or changed conversation is written whole, without comparing.)
+                if keep_utterances and (table is UtteranceRow or _stored_rows(connection, table, call_id) == _row_keys(table, values)):
                     continue
                 connection.execute(_SAVE.delete[table], {"_call_id": call_id})
                 if values:  # plain multi-row INSERTs (no ORM unit of work: these rows are never read back here)
