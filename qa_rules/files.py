@@ -108,4 +108,3 @@ def write_text_atomically(path: Path, text: str) -> Path:
         pass
     os.rename(tmp, path)
     return path
-

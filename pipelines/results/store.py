@@ -425,7 +425,7 @@ class Store:
             # before this transaction ends
             connection.execute(_SAVE.mark_done, {"_call_id": call_id, **_done_values(
                 worker, input_key, rulebook_key, conversation, measures, card, conversation_path, scorecard_path)})
-            keep_utterances = _stored_utterances(connection, call_id) == [_utterance_key(u) for u in utterances]
+            keep_utterances = _stored_rows(connection, UtteranceRow, call_id) == _row_keys(UtteranceRow, utterances)
             ruled = {r.category for r in card.rules}
             rows: list[tuple[type, list[dict]]] = [
                 (UtteranceRow, utterances),
@@ -555,10 +555,8 @@ class _SaveStatements:
         self.mark_done = update(CallRow).where(CallRow.call_id == call)
         self.delete = {table: delete(table).where(table.call_id == call) for table in CALL_RESULT_TABLES}
         self.insert = {table: insert(table) for table in CALL_RESULT_TABLES}
-        self.stored_utterances = (select(*(getattr(UtteranceRow, c) for c in _UTTERANCE_COLUMNS))
-                                  .where(UtteranceRow.call_id == call).order_by(UtteranceRow.idx))
         self.stored_rows = {table: select(*(getattr(table, c) for c in columns)).where(table.call_id == call).order_by(table.id)
-                            for table, columns in _RESULT_COLUMNS.items()}
+                            for table, columns in _SAVED_COLUMNS.items()}
         self.open_reviews = (select(ReviewRow.id, ReviewRow.rule_id, ReviewRow.machine_verdict, ReviewRow.result_key)
                              .where(ReviewRow.call_id == call, ReviewRow.stale.isnot(True)))
         self.mark_stale = update(ReviewRow).where(ReviewRow.id == bindparam("_review_id"))
@@ -570,35 +568,27 @@ def _utterance_values(call_id: str, conversation: Conversation) -> list[dict]:
             for i, u in enumerate(conversation.utterances)]
 
 
-_UTTERANCE_COLUMNS = ("idx", "speaker", "role", "start", "end", "text")
-_RESULT_COLUMNS = {
+_SAVED_COLUMNS = {
+    UtteranceRow: ("idx", "speaker", "role", "start", "end", "text"),
     RuleResultRow: ("rule_id", "category", "verdict", "points", "max_points", "fatal", "evidence", "title_zh", "title_en"),
     CategoryResultRow: ("category", "verdict"),
     SituationResultRow: ("situation_id", "occurred"),
     FlagRow: ("reason", "rule_id"),
 }
-"""Per scoring table, the columns :meth:`Store.save` writes (every column but the row's id and call)."""
+"""Per table of a call's results, the columns :meth:`Store.save` writes (every column but the row's
+id and call), which it compares with what is stored before writing them again."""
 _SAVE = _SaveStatements()
 
 
 def _row_keys(table: type, values: list[dict]) -> list[tuple]:
-    """Rows as :meth:`Store.save` would insert them, as tuples of :data:`_RESULT_COLUMNS`."""
-    columns = _RESULT_COLUMNS[table]
+    """Rows as :meth:`Store.save` would insert them, as tuples of :data:`_SAVED_COLUMNS`."""
+    columns = _SAVED_COLUMNS[table]
     return [tuple(row[c] for c in columns) for row in values]
 
 
 def _stored_rows(connection: Connection, table: type, call_id: str) -> list[tuple]:
-    """The call's stored rows of a scoring table, in the order they were inserted."""
+    """The call's stored rows of one table, in the order they were inserted, as :func:`_row_keys`."""
     return [tuple(row) for row in connection.execute(_SAVE.stored_rows[table], {"_call_id": call_id})]
-
-
-def _utterance_key(values: dict) -> tuple:
-    return tuple(values[c] for c in _UTTERANCE_COLUMNS)
-
-
-def _stored_utterances(connection: Connection, call_id: str) -> list[tuple]:
-    """The call's stored utterances, in order, as :func:`_utterance_key` tuples."""
-    return [tuple(row) for row in connection.execute(_SAVE.stored_utterances, {"_call_id": call_id})]
 
 
 def _rule_result_values(call_id: str, card: Scorecard) -> list[dict]:
