@@ -64,3 +64,26 @@ def test_when_asked_prefects_own_answer_counts(places):
         run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=run_env, capture_output=True, text=True, timeout=120)
     assert "URL=http://10.0.0.5:4200/api" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage\x80 not toml [[[", b"x" * ((1 << 20) + 1), None])
+def test_a_broken_settings_file_never_fails_the_check_and_doubt_means_asking(places, content, monkeypatch):
+    """A profiles.toml that is not text, too big to read, or unreadable: the check itself never
+    fails.  Garbage that mentions no API means no server; a file it cannot read or read whole might
+    name one, so Prefect is asked (its own error, if any, is then Prefect's)."""
+    cwd, home, env = places
+    profiles = home / "profiles.toml"
+    if content is None:
+        profiles.write_text('active = "x"\n')
+        real_read = Path.read_text
+
+        def refuse(self, *args, **kwargs):
+            if self == profiles:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_read(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", refuse)
+    else:
+        profiles.write_bytes(content)
+    expected = content is None or len(content) > (1 << 20)
+    assert prefect_settings_may_name_a_server(env, cwd) is expected
