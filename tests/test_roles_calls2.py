@@ -10,13 +10,15 @@ import json
 import pytest
 
 from bench.role_eval import content_roles, diarization_der, pooled, pooled_der, score_roles
+from conftest import calls2_suite_calls
 from qa_rules.records import Conversation
 
 
 @pytest.fixture(scope="module")
 def corpus(calls2, calls2_batch):
     labels = json.loads((calls2 / "labels.json").read_text(encoding="utf-8"))["calls"]
-    return {cid: (Conversation.read(calls2_batch / f"{cid}.conversation.json"), label) for cid, label in labels.items()}
+    return {cid: (Conversation.read(calls2_batch / f"{cid}.conversation.json"), labels[cid])
+            for cid in sorted(calls2_suite_calls(calls2))}
 
 
 def test_words_get_the_right_role_and_no_call_is_swapped(corpus):
