@@ -44,3 +44,46 @@ def test_two_workers_write_what_one_writes_in_the_same_order(tmp_path):
     assert len(one) == 2 * 69  # JSON + HTML for every call but the broken one
     for name in one:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+# The real command line (`main`, the console script's entry), with a report at exit of how many
+# objects the collector had been told to leave alone (``gc.freeze``) and whether the files are there.
+_EXIT_DRIVER = """
+import atexit, gc, os, sys
+from pathlib import Path
+out = Path(os.environ["EXIT_CHECK_OUT"])
+atexit.register(lambda: print("AT-EXIT frozen=%d cards=%d" % (gc.get_freeze_count(), len(list(out.glob("*.scorecard.json")))
+                                                              if out.is_dir() else 0)))
+sys.argv = ["callqa", *sys.argv[1:]]
+from pipelines.shell.cli import main
+main()
+"""
+
+
+def _callqa_main(*args: str, out: Path) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _EXIT_DRIVER, *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "EXIT_CHECK_OUT": str(out)}, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_score_leaves_its_heap_to_the_exit_only_after_every_file_is_written(tmp_path):
+    """`callqa score` skips Python's last cycle collection (``gc.freeze``, ~0.2 s of its run): only
+    through the command line, once every scorecard and the summary are written — and a command
+    that did not ask for it keeps the collection (the check can fail both ways)."""
+    files = _saved_calls(tmp_path / "saved", 3)
+    (files[1].with_name(files[1].name.replace(".conversation.", ".measures."))).unlink()  # a partial run too
+    out = tmp_path / "out"
+    code, output = _callqa_main("score", str(tmp_path / "saved"), "--out", str(out), out=out)
+    assert code == 3, output  # partial: one call could not be scored
+    frozen, cards = [line for line in output.splitlines() if line.startswith("AT-EXIT")][0].split()[1:]
+    assert int(frozen.removeprefix("frozen=")) > 100_000, output
+    assert cards == "cards=2" and (out / "summary.csv").is_file(), output
+
+    code, output = _callqa_main("models", "--help", out=out)
+    assert code == 0, output
+    assert "AT-EXIT frozen=0 " in output, output
