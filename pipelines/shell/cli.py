@@ -325,7 +325,7 @@ def score(
     write_summary([row for row, _ in outcomes], out, rulebook=str(rulebook or "default"))
     failures = [error for _, error in outcomes if error]
     console.print(f"scored {len(files) - len(failures)} calls in {elapsed:.2f} s ({len(files) / max(elapsed, 1e-9):.0f} calls/s)")
-    leave_heap_at_exit("score")  # everything is written: the summary above, each call's files in its worker
+    leave_heap_at_exit()  # everything is written: the summary above, each call's files in its worker
     _finish(len(files), failures, out)
 
 
@@ -437,12 +437,11 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
-_LEAVE_HEAP_AT_EXIT: list[str] = []
-"""Commands that asked :func:`main` to leave the heap to the operating system at exit (see
-:func:`leave_heap_at_exit`)."""
+_leave_heap_at_exit = False
+"""Set by :func:`leave_heap_at_exit`, read by :func:`main`."""
 
 
-def leave_heap_at_exit(command: str) -> None:
+def leave_heap_at_exit() -> None:
     """Ask :func:`main` to skip Python's last cycle collection when this process exits.
 
     Called by a command once everything it writes is written and closed.  The rule engine's
@@ -452,14 +451,15 @@ def leave_heap_at_exit(command: str) -> None:
     collector's reach; memory is returned by the process's exit as always, and ``atexit``
     handlers, file closing and logging's shutdown still run.  Only through :func:`main`, the real
     command line: a process that goes on (a test calling the app) keeps its collector whole."""
-    _LEAVE_HEAP_AT_EXIT.append(command)
+    global _leave_heap_at_exit
+    _leave_heap_at_exit = True
 
 
 def main() -> None:  # pragma: no cover
     try:
         app()
     finally:
-        if _LEAVE_HEAP_AT_EXIT:
+        if _leave_heap_at_exit:
             gc.freeze()
 
 
