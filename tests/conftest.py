@@ -14,6 +14,16 @@ REAL = SHARED / "data" / "real"
 SAMPLE_CALLS = ROOT / "samples" / "calls"
 
 
+def pytest_sessionstart(session) -> None:
+    """The test material (``../shared/data``: real recordings, dev calls and their labels) is read by
+    test modules as they are collected: without it, one line that says where it was looked for and
+    how to point at it, instead of a traceback from the first module that opens a label file."""
+    if not (SHARED / "data").is_dir():
+        raise pytest.UsageError(
+            f"test material missing: {SHARED / 'data'} — the tests need the project's shared folder beside the "
+            "checkout (../shared); clone next to it, or set CALLQA_SHARED=/path/to/shared")
+
+
 def _require(path: Path) -> Path:
     # Test material is part of the project's checkout layout; a missing folder is a broken set-up,
     # not a reason to skip.
