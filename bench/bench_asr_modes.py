@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.shared_data import SHARED  # noqa: E402
 warnings.filterwarnings("ignore")
 
 import jiwer  # noqa: E402
@@ -44,7 +45,6 @@ from pipelines.stages.engines import SpeechEngines  # noqa: E402
 from pipelines.stages.text import normalise_word  # noqa: E402
 from qa_rules.records import CallSource  # noqa: E402
 
-SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared")).resolve()
 REAL = SHARED / "data" / "real"
 DEV_SETS = (SHARED / "data" / "calls", SHARED / "data" / "calls2")
 MODES = ("sequential", "batched")

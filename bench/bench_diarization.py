@@ -13,6 +13,7 @@ them the way it skews wall time.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 import warnings
@@ -22,7 +23,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+from bench.shared_data import DATA  # noqa: E402
+SHARED = DATA
 
 
 def labelled_mono_calls() -> list[tuple[str, Path, list[tuple[str, float, float]]]]:
@@ -66,9 +69,6 @@ def main() -> None:
     parser.add_argument("--steps", type=float, nargs="*", default=[0.1, 0.2, 0.3])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    import sys
-
-    sys.path.insert(0, str(ROOT))
     from pyannote.core import Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
     from rich.console import Console

@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_CALLS = ROOT.parent / "shared" / "data" / "calls"
+sys.path.insert(0, str(ROOT))
+from bench.shared_data import DATA  # noqa: E402
+DEV_CALLS = DATA / "calls"
 SAMPLES = ROOT / "samples" / "calls"
 LIMIT_MB = {"stereo": {60: 3 * 1024}, "mono": {30: 3.5 * 1024}}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.shared_data import DATA  # noqa: E402
 warnings.filterwarnings("ignore")
 
 from rich.console import Console  # noqa: E402
@@ -26,7 +27,6 @@ from rich.table import Table  # noqa: E402
 from bench.role_eval import content_roles, diarization_der, old_opening_roles, pooled, pooled_der, score_roles  # noqa: E402
 from qa_rules.records import Conversation  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 CORPORA = ("calls", "calls2")
 
 

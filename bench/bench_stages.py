@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.shared_data import DATA  # noqa: E402
 warnings.filterwarnings("ignore")
 
 from rich.console import Console  # noqa: E402
@@ -27,7 +28,7 @@ from pipelines.stages.audio import decode_audio  # noqa: E402
 from pipelines.stages.engines import SpeechEngines  # noqa: E402
 from qa_rules.records import CallSource  # noqa: E402
 
-REAL = ROOT.parent / "shared" / "data" / "real"
+REAL = DATA / "real"
 
 
 def _peak_rss_mb() -> float:

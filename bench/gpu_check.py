@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared")).resolve()
+sys.path.insert(0, str(ROOT))
+from bench.shared_data import SHARED  # noqa: E402
 DEV_CALLS = [
     ROOT / "samples" / "calls" / "zh_good_stereo.flac",  # stereo: both channels' speech in one batched Whisper pass
     ROOT / "samples" / "calls" / "zh_good_mono.flac",  # mono: Whisper + pyannote diarization
@@ -255,5 +256,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

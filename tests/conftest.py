@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.shared_data import SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared")).resolve()
 REAL = SHARED / "data" / "real"
 SAMPLE_CALLS = ROOT / "samples" / "calls"
 

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.shared_data import DATA
 from qa_rules.records import Conversation, Measures, ModelsInfo, Overlap, Silence, Speaker, SpeakerTurn, Utterance, UtteranceMeasures, Word
 
-LABELS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "calls" / "labels.json"
+LABELS = DATA / "calls" / "labels.json"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
