@@ -23,4 +23,5 @@ bench: install
 	PYTHONPATH=. .venv/bin/python -m bench.bench_rerun
 	PYTHONPATH=. .venv/bin/python -m bench.bench_asr_modes
 	PYTHONPATH=. .venv/bin/python -m bench.bench_diarization --steps 0.1 0.2
+	PYTHONPATH=. .venv/bin/python -m bench.bench_slots
 	PYTHONPATH=. .venv/bin/python -m bench.bench_memory
