@@ -103,13 +103,27 @@ def bare_thread_split() -> None:
               f"CPU {time.process_time() - began:.1f} s")
 
 
+def slots_and_threads(text: str) -> tuple[int, int]:
+    """``SLOTS:THREADS`` as two whole numbers, slots at least 1 and threads at least 0."""
+    try:
+        slots, threads = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SLOTS:THREADS, e.g. 2:0") from None
+    if slots < 1 or threads < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: slots must be 1 or more, threads 0 (every core) or more")
+    return slots, threads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", nargs="+", default=["1:0", "2:0", "2:1"], help="SLOTS:THREADS (0: every core)")
+    parser.add_argument("--config", nargs="+", type=slots_and_threads, default=[(1, 0), (2, 0), (2, 1)],
+                        help="SLOTS:THREADS (threads 0: every core)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-bare", action="store_true", help="leave out bare faster-whisper's thread split")
     args = parser.parse_args()
-    configs = [tuple(int(x) for x in c.split(":")) for c in args.config]
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    configs = list(dict.fromkeys(args.config))  # each configuration once, in the order given
     with tempfile.TemporaryDirectory() as tmp:
         calls = Path(tmp) / "calls"
         calls.mkdir()
