@@ -13,8 +13,8 @@ them the way it skews wall time.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -25,18 +25,17 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.shared_data import DATA  # noqa: E402
-SHARED = DATA
 
 
 def labelled_mono_calls() -> list[tuple[str, Path, list[tuple[str, float, float]]]]:
     """The mono dev calls with their labelled turns (speaker: agent / customer / receiver)."""
     out = []
     for folder in ("calls", "calls2"):
-        labels_path = SHARED / folder / "labels.json"
+        labels_path = DATA / folder / "labels.json"
         if not labels_path.is_file():
             continue
         for call_id, label in json.loads(labels_path.read_text(encoding="utf-8"))["calls"].items():
-            path = SHARED / folder / label["file"]
+            path = DATA / folder / label["file"]
             if label.get("channels") == 1 or "mono" in call_id:
                 turns = [(t.get("speaker") or t["role"], t["start"], t["end"]) for t in label["turns"]]
                 out.append((call_id, path, turns))

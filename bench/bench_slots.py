@@ -1,5 +1,5 @@
-"""Overlapping model calls on the CPU: `callqa run --gpu-slots N --threads T` over the mono dev
-calls, the configurations run alternately, and bare faster-whisper's two ways of using the cores.
+"""Overlapping model calls on the CPU: `callqa run --gpu-slots N --threads T` over the labelled mono dev
+calls (:data:`LEFT_OUT` aside), the configurations run alternately, and bare faster-whisper's two ways of using the cores.
 
 A mono call has two model calls, transcription (CTranslate2) and diarization (pyannote + CAM++ on
 torch).  With one slot a call's diarization waits for the other call's transcription; with two
@@ -36,11 +36,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.shared_data import DATA  # noqa: E402
 
-MONO_CALLS = [
-    "calls/zh_good_mono.flac", "calls/zh_unannounced_hold_mono.flac", "calls/en_good_8k.wav",
-    "calls2/D05_transfer_ok_mono.flac", "calls2/D13_customer_first_8k.wav", "calls2/D14_en_customer_first_8k.wav",
-    "calls2/D15_informal_agent_8k.wav", "calls2/D02_silent_hangup_8k.wav",
-]
+LEFT_OUT = ("D16_long_8k",)
+"""The 3-minute mono copy: as long as the other mono calls together, it would make each run a
+batch of one long call instead of several calls whose model calls can overlap."""
+
+
+def mono_calls() -> list[Path]:
+    """The labelled mono dev calls (:func:`bench.bench_diarization.labelled_mono_calls`) but
+    :data:`LEFT_OUT`."""
+    from bench.bench_diarization import labelled_mono_calls
+
+    return [path for call_id, path, _ in labelled_mono_calls() if call_id not in LEFT_OUT]
+
+
 STEREO_ZH = ["calls/zh_good_stereo.flac", "calls/zh_interrupt.flac", "calls/zh_loud_agent.flac",
              "calls/zh_no_greeting.flac", "calls/zh_rude_repeat.flac", "calls/zh_fast_agent.flac"]
 
@@ -127,8 +135,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         calls = Path(tmp) / "calls"
         calls.mkdir()
-        for rel in MONO_CALLS:
-            shutil.copy(DATA / rel, calls / Path(rel).name)
+        chosen = mono_calls()
+        for path in chosen:
+            shutil.copy(path, calls / path.name)
         runs: dict[tuple[int, int], list[tuple[float, float, float]]] = {c: [] for c in configs}
         seen: dict[tuple[int, int], dict[str, list[str]]] = {}
         for rep in range(args.repeat):
@@ -138,7 +147,8 @@ def main() -> None:
                 seen[config] = verdicts(out)
                 print(f"--gpu-slots {config[0]} --threads {config[1] or 'every core'}: "
                       f"{runs[config][-1][0]:.1f} s wall", flush=True)
-        print(f"callqa run over {len(MONO_CALLS)} mono dev calls, {args.repeat} run(s) each, alternately:")
+        names = ", ".join(path.stem for path in chosen)
+        print(f"callqa run over {len(chosen)} mono dev calls ({names}), {args.repeat} run(s) each, alternately:")
         for config, figures in runs.items():
             walls = ", ".join(f"{w:.1f}" for w, _, _ in figures)
             print(f"  --gpu-slots {config[0]} --threads {config[1] or os.cpu_count()}: wall {walls} s "

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.shared_data import SHARED
+from bench.shared_data import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = SHARED / "data" / "real"
+REAL = DATA / "real"
 SAMPLE_CALLS = ROOT / "samples" / "calls"
 
 
@@ -19,9 +19,9 @@ def pytest_sessionstart(session) -> None:
     """The test material (``../shared/data``: real recordings, dev calls and their labels) is read by
     test modules as they are collected: without it, one line that says where it was looked for and
     how to point at it, instead of a traceback from the first module that opens a label file."""
-    if not (SHARED / "data").is_dir():
+    if not DATA.is_dir():
         raise pytest.UsageError(
-            f"test material missing: {SHARED / 'data'} — the tests need the project's shared folder beside the "
+            f"test material missing: {DATA} — the tests need the project's shared folder beside the "
             "checkout (../shared); clone next to it, or set CALLQA_SHARED=/path/to/shared")
 
 
@@ -57,7 +57,7 @@ def engines(settings):
     return SpeechEngines.load(settings)
 
 
-CALLS2 = SHARED / "data" / "calls2"
+CALLS2 = DATA / "calls2"
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def test_pinyin_read_word_by_word_is_pypinyins_reading_of_the_whole_run():
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
 
     from qa_rules import matching
-    from tests.conftest import SHARED
+    from bench.shared_data import SHARED
 
     cjk = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
     runs = {"银行行长走在行人中间", "重庆的重要会议", "长大后的长度", "中华人多", "还还给你", "我们还是得还钱"}
