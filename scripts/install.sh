@@ -37,12 +37,32 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# A fresh install puts about 9 GB into .venv (torch 2.9.1 from PyPI is the CUDA build: NVIDIA's
+# libraries alone are 4.3 GB) and pip holds its downloads in a temporary folder while it unpacks them.
+# Check the room first, so a full disk is one line naming the fix rather than pip's "[Errno 28] No
+# space left on device" half-way through.  CALLQA_INSTALL_NEED_GB overrides the figure (whole GB).
+torch_ready=no
+[ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, torchaudio; assert torch.__version__.startswith("2.9.1")' 2>/dev/null && torch_ready=yes
+if [ $torch_ready = no ]; then
+  need_gb=${CALLQA_INSTALL_NEED_GB:-12}
+  [[ "$need_gb" =~ ^[0-9]{1,6}$ ]] || { echo "CALLQA_INSTALL_NEED_GB must be a whole number of GB, not '${need_gb:0:40}'"; exit 1; }
+  for place in . "${TMPDIR:-/tmp}"; do
+    free_gb=$("$PY" -c 'import shutil, sys; print(shutil.disk_usage(sys.argv[1]).free // 2**30)' "$place" 2>/dev/null) \
+      || { echo "cannot read the free space of '${place:0:200}': is TMPDIR a folder that exists?"; exit 1; }
+    if [ "$free_gb" -lt "$need_gb" ]; then
+      echo "callqa's install needs about $need_gb GB free for the torch stack; $(cd "$place" && pwd) has only $free_gb GB free."
+      echo "Free some space there (an old checkout's .venv is about 9 GB) and run this again."
+      exit 1
+    fi
+  done
+fi
+
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $PY"
   "$PY" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
-if ! .venv/bin/python -c 'import torch, torchaudio; assert torch.__version__.startswith("2.9.1")' 2>/dev/null; then
+if [ $torch_ready = no ]; then
   say "installing the torch stack (torch 2.9.1 + torchaudio 2.9.1)"
   "${PIP[@]}" install --upgrade pip
   "${PIP[@]}" install -r constraints.txt
