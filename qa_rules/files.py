@@ -4,6 +4,7 @@ cannot leave the folder.  Used by the records' ``write`` methods and by every wr
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from functools import lru_cache
@@ -16,6 +17,41 @@ PRIVATE_DIR = 0o700
 
 class OutsideOutputError(ValueError):
     """A file name that would land outside the output folder (a call id like ``../../x``)."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""No space left on the device, or the user's disk quota used up: the machine's fault, not the call's."""
+
+
+class OutOfSpaceError(RuntimeError):
+    """The disk (or quota) under the output folder, the cache or the store is full.  Raised by the
+    batch so that a full disk stops the run with one line saying what was kept, instead of failing
+    every call that follows one by one (and then failing to record even that)."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` — or what it wraps (SQLAlchemy's ``orig``, a cause or context) — says that a
+    disk or quota is full: ``ENOSPC``/``EDQUOT``, SQLite's "database or disk is full", or
+    PostgreSQL's ``disk_full`` (SQLSTATE 53100).  Only looks at the exceptions: no database driver
+    is imported for it."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OutOfSpaceError):
+            return True
+        if isinstance(item, OSError) and item.errno in DISK_FULL_ERRNOS:
+            return True
+        if type(item).__module__.startswith("sqlite3") and "database or disk is full" in str(item):
+            return True
+        if getattr(item, "sqlstate", None) == "53100" or getattr(item, "pgcode", None) == "53100":
+            return True
+        orig = getattr(item, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, item.__cause__, item.__context__]
+    return False
 
 
 def make_private_dir(folder: Path) -> Path:
@@ -88,9 +124,21 @@ def write_text_privately(path: Path, text: str) -> Path:
         while view:  # the bytes with one write call (no text layer), however many the kernel takes
             view = view[os.write(fd, view):]
         os.ftruncate(fd, len(data))
-    finally:
+    except BaseException:
+        # a write that stopped part-way (a full disk) would leave the new text's start over the old
+        # text's end: no file is better than a mixed one, which a reader would take for a real one
         os.close(fd)
+        _remove(path)
+        raise
+    os.close(fd)
     return path
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_text_atomically(path: Path, text: str) -> Path:

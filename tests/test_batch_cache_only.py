@@ -187,3 +187,74 @@ def test_a_scoring_process_that_dies_loses_no_call(tmp_path, monkeypatch):
     result = _run_with_pool(opened, answers)
     assert sorted(result.done) == sorted(SAVED) and result.failed.keys() == {"gone"}
     assert (opened.out_dir / "zh_no_greeting.scorecard.json").is_file()
+
+
+def _statuses(opened) -> dict[str, str]:
+    return {r.call_id: r.status for r in opened.store.calls()}
+
+
+def test_a_full_store_disk_stops_the_batch_and_keeps_what_was_stored(tmp_path, monkeypatch):
+    """SQLite's "database or disk is full" on one call's save is the machine's fault, not the call's:
+    the batch stops with what it kept and what to do, marks no call failed, leaves none held, and
+    the next run (space freed) finishes the rest and skips what was stored."""
+    import sqlite3
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    from qa_rules.files import OutOfSpaceError
+
+    real = batch.store_call
+
+    def full(card, analysed, *args, **kwargs):
+        if analysed.conversation.call_id == "zh_no_greeting":
+            raise OperationalError("INSERT INTO rule_results …", {}, sqlite3.OperationalError("database or disk is full"))
+        return real(card, analysed, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "store_call", full)
+    opened, answers = _cached_batch(tmp_path, "full-store")
+    with pytest.raises(OutOfSpaceError) as stopped:
+        opened.run(batch.CacheOnlySteps(answers))
+    message = str(stopped.value)
+    assert message.startswith("no space left on the disk (") and "database or disk is full" in message
+    assert "2 call(s) were scored and stored before it, 4 are left for the next run" in message, message
+    assert "run `callqa run` again" in message
+    statuses = _statuses(opened)
+    assert statuses == {"zh_good_stereo": "done", "en_good_stereo": "done", "zh_no_greeting": "pending",
+                        "en_no_closing": "pending", "zh_good_mono": "pending", "gone": "pending"}, statuses
+
+    monkeypatch.setattr(batch, "store_call", real)  # space freed
+    again = batch.open_batch(str(opened.source.calls[0].path.parent / "manifest.csv"), out=str(opened.out_dir))
+    answers = again.answers_from_cache()
+    result = again.run(batch.CacheOnlySteps(answers))
+    assert sorted(result.done) == ["en_no_closing", "zh_good_mono", "zh_no_greeting"]
+    assert sorted(result.skipped) == ["en_good_stereo", "zh_good_stereo"] and result.failed.keys() == {"gone"}
+
+
+def test_a_full_disk_in_a_scoring_process_stops_the_batch_too(tmp_path, monkeypatch):
+    """``ENOSPC`` raised while a worker writes a call's files crosses back with its errno (not as an
+    error of the call): the batch stops, no call is marked failed or left held."""
+    import errno
+
+    import pytest
+
+    from qa_rules.files import OutOfSpaceError
+
+    real = batch.score_call
+
+    def full(analysed, rulebook, out):
+        if analysed.conversation.call_id == "en_no_closing":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(analysed, rulebook, out)
+
+    monkeypatch.setattr(batch, "score_call", full)  # the workers are forked after this: they inherit it
+    opened, answers = _cached_batch(tmp_path, "full-files")
+    with pytest.raises(OutOfSpaceError) as stopped:
+        _run_with_pool(opened, answers)
+    assert "([Errno 28] No space left on device)" in str(stopped.value)
+    statuses = _statuses(opened)
+    # (the missing file fails on its own, before or after the disk filled: its answer needs no worker)
+    failed = {call for call, status in statuses.items() if status == "failed"}
+    assert failed <= {"gone"} and "processing" not in statuses.values(), statuses
+    assert statuses["en_no_closing"] == "pending"
+    assert not list(opened.out_dir.glob("*.tmp"))

@@ -35,7 +35,7 @@ from pipelines.settings import Settings
 from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
 from pipelines.shell.sources import SourceCalls
 from pipelines.stages.analysed import AnalysedCall, readable_audio
-from qa_rules.files import OutsideOutputError, make_private_dir
+from qa_rules.files import OutOfSpaceError, OutsideOutputError, disk_full, make_private_dir
 from qa_rules.records import CallError, CallSource, Scorecard
 
 if TYPE_CHECKING:
@@ -360,6 +360,8 @@ def _score_forked(call_id: str, travelling: CallAnalysis | None) -> tuple[str, o
         return "call", (exc.call, exc.stage, exc.reason)
     except OutsideOutputError as exc:
         return "outside", str(exc)
+    except OSError as exc:  # with its errno: a full disk stops the batch instead of failing the call
+        return "oserror", (exc.errno, exc.strerror, exc.filename, str(exc))
     except Exception as exc:  # noqa: BLE001 - recorded by the batch like any error of the call
         return "error", (type(exc).__name__, str(exc))
 
@@ -371,6 +373,9 @@ def _rebuilt_error(kind: str, payload) -> Exception:
         return CallError(*payload)
     if kind == "outside":
         return OutsideOutputError(payload)
+    if kind == "oserror":
+        number, strerror, filename, message = payload
+        return OSError(number, strerror, filename) if number is not None and strerror else OSError(message)
     name, message = payload
     return type(name, (Exception,), {"__str__": lambda self: message})()
 
@@ -456,6 +461,8 @@ class Batch:
                     store.release(held.call_id)
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken call must not cost the night's results
+                if disk_full(exc):  # the machine is at fault, not the call: every call after it would fail too
+                    _stop_for_full_disk(store, [call, *(held for held, _ in in_flight.values())], result, exc)
                 _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
                 notify(call.call_id, "failed")
 
@@ -521,6 +528,24 @@ def open_batch(
 def run_batch(steps: BatchSteps, *args, **kwargs) -> BatchResult:
     """:func:`open_batch` with these parameters, run with ``steps``."""
     return open_batch(*args, **kwargs).run(steps)
+
+
+def _stop_for_full_disk(store: Store, held: list[CallSource], result: BatchResult, exc: Exception) -> None:
+    """Give the calls this run holds back to the store (best effort: the store's own disk may be the
+    full one; a claim left behind is dead with this process and taken over by the next run) and stop
+    the batch with :class:`OutOfSpaceError`, saying what was kept and what to do."""
+    for call in held:
+        try:
+            store.release(call.call_id)
+        except Exception:  # noqa: BLE001 - see above
+            log.debug("could not release %s after the disk filled", call.call_id, exc_info=True)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    finished = len(result.done) + len(result.failed)
+    raise OutOfSpaceError(
+        f"no space left on the disk ({first}) — the batch stopped: {len(result.done)} call(s) were scored and stored "
+        f"before it, {result.total - finished - len(result.skipped)} are left for the next run; free space under "
+        f"{result.out_dir} (and on the store's disk) and run `callqa run` again: finished calls are skipped"
+    ) from exc
 
 
 def _record_failure(store: Store, worker: str, call: CallSource, reason: str, result: BatchResult, rows: list) -> None:

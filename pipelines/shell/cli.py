@@ -458,9 +458,28 @@ def leave_heap_at_exit() -> None:
 def main() -> None:  # pragma: no cover
     try:
         app()
+    except Exception as exc:
+        message = full_disk_message(exc)
+        if message is None:
+            raise
+        console.print(f"[bold red]error:[/] {escape(message)}")
+        raise SystemExit(1) from None
     finally:
         if _leave_heap_at_exit:
             gc.freeze()
+
+
+def full_disk_message(exc: BaseException) -> str | None:
+    """One line for a command stopped by a full disk or quota (any command: a batch, a re-score, an
+    export), instead of a traceback; ``None`` for any other error."""
+    from qa_rules.files import OutOfSpaceError, disk_full
+
+    if not disk_full(exc):
+        return None
+    if isinstance(exc, OutOfSpaceError):  # the batch's own account of what it kept
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return f"no space left on the disk ({first}) — free space there and run the command again"
 
 
 if __name__ == "__main__":  # pragma: no cover
