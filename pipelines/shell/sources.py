@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
+import logging
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from qa_rules.records import CallSource
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac", ".wma", ".amr", ".webm", ".mp4"}
 
@@ -125,7 +129,8 @@ def _read_manifest(path: Path) -> SourceCalls:
     rejected: list[Rejected] = []
     lines: dict[str, list[str]] = {}
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        text = _manifest_text(path)
+        with io.StringIO(text, newline="") as handle:
             reader = csv.DictReader(handle)
             for row in reader:
                 line = reader.line_num
@@ -154,9 +159,35 @@ def _read_manifest(path: Path) -> SourceCalls:
                         root=_resolved(audio.parent),
                     )
                 )
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"manifest {path}: cannot be read as a UTF-8 CSV ({exc})") from None
+    except csv.Error as exc:
+        raise ValueError(f"manifest {path}: cannot be read as a CSV ({exc})") from None
     return _refuse_duplicates(SourceCalls(calls, rejected), lines, by_line=True, manifest=path.name)
+
+
+def _manifest_text(path: Path) -> str:
+    """The manifest's text: UTF-8 (with or without Excel's BOM), or GB18030 — what Excel's plain
+    "CSV" writes on a Chinese Windows, where a call center's manifest is often made.  GB18030 is
+    tried only when the bytes do not look like UTF-8 with a stray byte (more undecodable bytes than
+    decoded non-ASCII characters), so a UTF-8 file with one bad byte is an error to fix, not a file
+    read as Chinese gibberish."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    as_utf8 = data.decode("utf-8", errors="replace")
+    undecodable = as_utf8.count("\ufffd")
+    if undecodable > sum(1 for ch in as_utf8 if ch > "\x7f" and ch != "\ufffd"):
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError:
+            pass
+        else:
+            log.warning("manifest %s is not UTF-8: read as GB18030 (Excel's \"CSV\" on a Chinese Windows); "
+                        "save it as \"CSV UTF-8\" to be sure of its names", path.name)
+            return text
+    raise ValueError(f"manifest {path}: cannot be read as a UTF-8 (or GB18030) CSV ({utf8_error}) — "
+                     "save it from Excel as \"CSV UTF-8\"")
 
 
 def _refuse_duplicates(found: SourceCalls, where: dict[str, list[str]], by_line: bool, manifest: str = "") -> SourceCalls:
