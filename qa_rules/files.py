@@ -9,6 +9,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -34,13 +35,7 @@ def disk_full(exc: BaseException) -> bool:
     disk or quota is full: ``ENOSPC``/``EDQUOT``, SQLite's "database or disk is full", or
     PostgreSQL's ``disk_full`` (SQLSTATE 53100).  Only looks at the exceptions: no database driver
     is imported for it."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        item = pending.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
+    for item in exception_chain(exc):
         if isinstance(item, OutOfSpaceError):
             return True
         if isinstance(item, OSError) and item.errno in DISK_FULL_ERRNOS:
@@ -49,9 +44,22 @@ def disk_full(exc: BaseException) -> bool:
             return True
         if getattr(item, "sqlstate", None) == "53100" or getattr(item, "pgcode", None) == "53100":
             return True
+    return False
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps — a database driver's error under SQLAlchemy's (``orig``),
+    its cause and its context — each once, even where the chain loops."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
         orig = getattr(item, "orig", None)
         pending += [orig if isinstance(orig, BaseException) else None, item.__cause__, item.__context__]
-    return False
 
 
 def make_private_dir(folder: Path) -> Path:

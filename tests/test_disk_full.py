@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pipelines.shell.cli import full_disk_message
+from pipelines.shell.cli import machine_problem
 from qa_rules import files
 from qa_rules.files import OutOfSpaceError, disk_full, write_text_atomically, write_text_privately
 
@@ -55,7 +55,7 @@ def test_a_full_disk_is_recognised_wherever_it_comes_from(exc):
 ], ids=["EACCES", "text", "locked", "no-table", "key"])
 def test_other_errors_are_not_taken_for_a_full_disk(exc):
     assert not disk_full(exc)
-    assert full_disk_message(exc) is None
+    assert machine_problem(exc) is None
 
 
 def test_an_exception_chain_with_a_loop_ends():
@@ -101,9 +101,9 @@ def test_an_atomic_write_stopped_by_a_full_disk_keeps_the_old_file_whole(tmp_pat
 
 
 def test_the_message_is_one_line_with_what_to_do():
-    message = full_disk_message(_caused_by(OSError(errno.ENOSPC, "No space left on device", "/out/a.json")))
+    message = machine_problem(_caused_by(OSError(errno.ENOSPC, "No space left on device", "/out/a.json")))
     assert message == "no space left on the disk (writing the summary failed) — free space there and run the command again"
-    assert full_disk_message(OutOfSpaceError("no space left on the disk (x) — the batch stopped: …")).startswith("no space")
+    assert machine_problem(OutOfSpaceError("no space left on the disk (x) — the batch stopped: …")).startswith("no space")
 
 
 _DRIVER = """

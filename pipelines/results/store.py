@@ -29,7 +29,7 @@ from sqlalchemy import (
     Boolean, Float, ForeignKey, Integer, String, Text, bindparam, create_engine, delete, event, insert, or_, select, text, update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from qa_rules.records import CallSource, Conversation, EvidenceItem, Measures, Scorecard, evidence_dicts, hold_seconds
@@ -314,10 +314,42 @@ def _lock_for_upgrade(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+SQLITE_DAMAGE = ("file is not a database", "database disk image is malformed")
+"""SQLite's words for a store file that is damaged (a disk fault, a copy cut short) or not SQLite."""
+
+
+class StoreDamagedError(RuntimeError):
+    """The results store's file cannot be read as a database; the message says what to do."""
+
+
+def damaged_sqlite(exc: BaseException) -> str | None:
+    """SQLite's own words when ``exc`` (or what it wraps) says the store's file is damaged, else ``None``."""
+    from qa_rules.files import exception_chain
+
+    for item in exception_chain(exc):
+        if type(item).__module__.startswith("sqlite3") and any(words in str(item) for words in SQLITE_DAMAGE):
+            return str(item)
+    return None
+
+
+DAMAGED_STORE_FIX = ("move that file aside (keep it for a look) and run again: a new store is made, and calls "
+                     "analysed before are scored again from the analysis cache, their audio not transcribed again")
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = _make_engine(url)
+        try:
+            self._open()
+        except DatabaseError as exc:
+            damage = damaged_sqlite(exc)
+            if damage is None:
+                raise
+            raise StoreDamagedError(f"the results store {display_url(url)} is damaged or not a callqa store "
+                                    f"({damage}) — {DAMAGED_STORE_FIX}") from exc
+
+    def _open(self) -> None:
         if schema_is_current(self.engine):
             return
         for attempt in range(3):  # a SQLite store busy past its 60 s timeout: try again

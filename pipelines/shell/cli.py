@@ -459,7 +459,7 @@ def main() -> None:  # pragma: no cover
     try:
         app()
     except Exception as exc:
-        message = full_disk_message(exc)
+        message = machine_problem(exc)
         if message is None:
             raise
         console.print(f"[bold red]error:[/] {escape(message)}")
@@ -469,17 +469,22 @@ def main() -> None:  # pragma: no cover
             gc.freeze()
 
 
-def full_disk_message(exc: BaseException) -> str | None:
-    """One line for a command stopped by a full disk or quota (any command: a batch, a re-score, an
-    export), instead of a traceback; ``None`` for any other error."""
+def machine_problem(exc: BaseException) -> str | None:
+    """One line for a command stopped by the machine rather than by its input — a full disk or
+    quota, a damaged results store — instead of a traceback (any command: a batch, a re-score, a
+    report); ``None`` for any other error."""
+    from pipelines.results.store import DAMAGED_STORE_FIX, StoreDamagedError, damaged_sqlite
     from qa_rules.files import OutOfSpaceError, disk_full
 
-    if not disk_full(exc):
-        return None
-    if isinstance(exc, OutOfSpaceError):  # the batch's own account of what it kept
+    if isinstance(exc, (OutOfSpaceError, StoreDamagedError)):  # their own account, with what to do
         return str(exc)
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return f"no space left on the disk ({first}) — free space there and run the command again"
+    if disk_full(exc):
+        return f"no space left on the disk ({first}) — free space there and run the command again"
+    damage = damaged_sqlite(exc)
+    if damage is not None:
+        return f"the results store (SQLite) is damaged ({damage}) — {DAMAGED_STORE_FIX}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
