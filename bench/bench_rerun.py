@@ -83,6 +83,30 @@ def main() -> None:
         print(f"callqa run, {args.calls} calls answered from the analysis cache (first run): {rates(args.calls, *first)}")
         print(f"callqa run again, nothing to do: {idle[0]:.1f} s wall, CPU {idle[1]:.1f} s")
         print(f"callqa run after a rulebook change (--rulebook): {rates(args.calls, *change)}")
+        books["zh"].write_text(books["zh"].read_text(encoding="utf-8").replace("pass_mark: 85", "pass_mark: 86"),
+                               encoding="utf-8")
+        print_phases([*run, "--rulebook", str(books["zh"])], args.calls)
+
+
+def print_phases(run: list[str], calls: int) -> None:
+    """One more rulebook change through :mod:`bench.rerun_phases`: where its time goes."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.bench_rescore import ROOT
+    from bench.rerun_phases import PHASES_PREFIX
+
+    proc = subprocess.run([sys.executable, "-m", "bench.rerun_phases", *run], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(PHASES_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"the phased run failed:\n{proc.stdout}\n{proc.stderr}")
+    print(f"where a rulebook change's time goes ({calls} calls; CPU of the batch's process only):")
+    wall = cpu = 0.0
+    for name, at, used in json.loads(lines[-1].removeprefix(PHASES_PREFIX)):
+        print(f"  {name:36s} wall {at:5.2f} s (+{at - wall:4.2f})  CPU +{used - cpu:4.2f} s")
+        wall, cpu = at, used
 
 
 if __name__ == "__main__":
