@@ -47,6 +47,13 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), for a one-line report:
+    a database error's message goes on with the SQL and its parameters."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and everything it wraps — a database driver's error under SQLAlchemy's (``orig``),
     its cause and its context — each once, even where the chain loops."""

@@ -35,7 +35,7 @@ from pipelines.settings import Settings
 from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
 from pipelines.shell.sources import SourceCalls
 from pipelines.stages.analysed import AnalysedCall, readable_audio
-from qa_rules.files import OutOfSpaceError, OutsideOutputError, disk_full, make_private_dir
+from qa_rules.files import OutOfSpaceError, OutsideOutputError, disk_full, first_line, make_private_dir
 from qa_rules.records import CallError, CallSource, Scorecard
 
 if TYPE_CHECKING:
@@ -539,10 +539,9 @@ def _stop_for_full_disk(store: Store, held: list[CallSource], result: BatchResul
             store.release(call.call_id)
         except Exception:  # noqa: BLE001 - see above
             log.debug("could not release %s after the disk filled", call.call_id, exc_info=True)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     finished = len(result.done) + len(result.failed)
     raise OutOfSpaceError(
-        f"no space left on the disk ({first}) — the batch stopped: {len(result.done)} call(s) were scored and stored "
+        f"no space left on the disk ({first_line(exc)}) — the batch stopped: {len(result.done)} call(s) were scored and stored "
         f"before it, {result.total - finished - len(result.skipped)} are left for the next run; free space under "
         f"{result.out_dir} (and on the store's disk) and run `callqa run` again: finished calls are skipped"
     ) from exc

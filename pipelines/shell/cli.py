@@ -257,6 +257,8 @@ PREFECT_API_MARKERS = ("ephemeral prefect api", "prefect api", "prefect server",
 def prefect_api_problem(exc: BaseException) -> str | None:
     """One line with the fix when ``exc`` says Prefect's API could not be reached or started (a
     loaded machine times out the ephemeral API); ``None`` for anything else."""
+    from qa_rules.files import first_line
+
     text = f"{type(exc).__name__}: {exc}"
     chain = exc.__cause__ or exc.__context__
     if chain is not None:
@@ -266,8 +268,7 @@ def prefect_api_problem(exc: BaseException) -> str | None:
         return None
     api = os.environ.get("PREFECT_API_URL")
     where = f"the Prefect API at {api}" if api else "Prefect's local (ephemeral) API"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"could not reach {where} ({first}) — no call was processed; fix: run it again when the machine is "
+    return (f"could not reach {where} ({first_line(exc)}) — no call was processed; fix: run it again when the machine is "
             "less busy (or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS), or start a Prefect server bound "
             "to this machine (`prefect server start --host 127.0.0.1`) and set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api (see README, Security)")
@@ -474,13 +475,12 @@ def machine_problem(exc: BaseException) -> str | None:
     quota, a damaged results store — instead of a traceback (any command: a batch, a re-score, a
     report); ``None`` for any other error."""
     from pipelines.results.store import DAMAGED_STORE_FIX, StoreDamagedError, damaged_sqlite
-    from qa_rules.files import OutOfSpaceError, disk_full
+    from qa_rules.files import OutOfSpaceError, disk_full, first_line
 
     if isinstance(exc, (OutOfSpaceError, StoreDamagedError)):  # their own account, with what to do
         return str(exc)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if disk_full(exc):
-        return f"no space left on the disk ({first}) — free space there and run the command again"
+        return f"no space left on the disk ({first_line(exc)}) — free space there and run the command again"
     damage = damaged_sqlite(exc)
     if damage is not None:
         return f"the results store (SQLite) is damaged ({damage}) — {DAMAGED_STORE_FIX}"
