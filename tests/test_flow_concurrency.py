@@ -122,6 +122,10 @@ def test_transient_errors_are_recognised_by_type_not_by_message():
     assert not flows.is_transient_error(RuntimeError("CUDA error: out of memory"))
     assert not flows.is_transient_error(CallError("c1", "decode", "database is locked"))
     assert not flows.is_transient_error(None)
+    # a full disk under the store is not a busy store: the batch stops on it instead of retrying
+    import sqlite3
+
+    assert not flows.is_transient_error(OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full")))
 
 
 @pytest.mark.parametrize("slots", [0, -1])

@@ -143,10 +143,13 @@ def _device_out_of_memory(exc: BaseException | None) -> bool:
 def is_transient_error(exc: BaseException | None) -> bool:
     """Whether ``exc`` may not happen again on retry: the device ran out of memory, or the database
     was busy or unreachable.  Decided by type, so bad input (:class:`CallError`) never is, whatever
-    its message says."""
+    its message says — and a database whose disk is full is not busy: the batch stops on it
+    (:func:`pipelines.shell.batch.Batch.run`) rather than retrying every call."""
     from sqlalchemy.exc import OperationalError
 
-    return isinstance(exc, OperationalError) or _device_out_of_memory(exc)
+    from qa_rules.files import disk_full
+
+    return (isinstance(exc, OperationalError) and not disk_full(exc)) or _device_out_of_memory(exc)
 
 
 def _is_transient(task_obj, task_run, state) -> bool:
