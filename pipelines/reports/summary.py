@@ -18,6 +18,20 @@ from pipelines.reports.spreadsheet import safe_row
 if TYPE_CHECKING:
     from pipelines.results.store import Store
 
+LISTED_PROBLEMS = 20
+"""Calls that could not be processed, listed one by one on the console and in the Prefect summary;
+past that they are counted, and every call's reason is in ``summary.csv``: a night whose recordings
+were not mounted fails every call, and 20,000 lines would bury the count that says so."""
+
+
+def listed_problems(lines: list[str], where: str) -> list[str]:
+    """``lines`` up to :data:`LISTED_PROBLEMS`, then one line counting the rest and saying ``where``
+    every reason is."""
+    if len(lines) <= LISTED_PROBLEMS:
+        return list(lines)
+    return [*lines[:LISTED_PROBLEMS], f"… and {len(lines) - LISTED_PROBLEMS} more: every reason is in {where}"]
+
+
 FIELDS = ["call_id", "status", "score", "max_score", "percent", "passed", "fatal", "flags", "error", "failed_categories", "situations"]
 
 

@@ -215,11 +215,13 @@ def run(
     console.print(f"scorecards: {out}/<call_id>.scorecard.html\nsummary:    {result.summary_html}\nstore:      {result.store_url}",
                   markup=False)
     if result.partial:
+        from pipelines.reports.summary import listed_problems
+
         console.print(f"[yellow]partial:[/] {len(result.failed) + len(result.refused)} call(s) could not be processed:")
-        for call_id, reason in result.failed.items():
-            console.print(f"  - call {escape(call_id)}: {escape(reason)}")
-        for where, reason in result.refused.items():
-            console.print(f"  - {escape(where)}: {escape(reason)}")
+        problems = [*(f"call {call_id}: {reason}" for call_id, reason in result.failed.items()),
+                    *(f"{where}: {reason}" for where, reason in result.refused.items())]
+        for line in listed_problems(problems, f"{out / 'summary.csv'} (column error)"):
+            console.print(f"  - {escape(line)}")
         raise typer.Exit(EXIT_PARTIAL if (result.done or result.skipped) else 1)
 
 
@@ -327,7 +329,7 @@ def score(
     failures = [error for _, error in outcomes if error]
     console.print(f"scored {len(files) - len(failures)} calls in {elapsed:.2f} s ({len(files) / max(elapsed, 1e-9):.0f} calls/s)")
     leave_heap_at_exit()  # everything is written: the summary above, each call's files in its worker
-    _finish(len(files), failures, out)
+    _finish(len(files), failures, out, listed_in=f"{out / 'summary.csv'} (column error)")
 
 
 @app.command()
@@ -416,12 +418,14 @@ def _progress() -> Progress:
     )
 
 
-def _finish(total: int, failures: list[str], out: Path) -> None:
+def _finish(total: int, failures: list[str], out: Path, listed_in: str = "the lines marked ✗ above") -> None:
+    from pipelines.reports.summary import listed_problems
+
     done = total - len(failures)
     console.print(f"{done}/{total} calls written to {out}")
     if failures:
         console.print(f"[yellow]partial:[/] {len(failures)} call(s) failed:")
-        for line in failures:
+        for line in listed_problems(failures, listed_in):
             console.print(f"  - {escape(line)}")
         raise typer.Exit(EXIT_PARTIAL if done else 1)
 

@@ -33,7 +33,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from models.errors import DeviceOutOfMemoryError
-from pipelines.reports.summary import SummaryRow, write_summary
+from pipelines.reports.summary import SummaryRow, listed_problems, write_summary
 from pipelines.results.store import Store
 from pipelines.settings import Settings
 from pipelines.shell.batch import MAX_IN_FLIGHT, BatchResult, CallAnalysis, cached_analysis, run_batch, score_and_store_call
@@ -201,6 +201,12 @@ def score_and_store(
     return score_and_store_call(analysed, rulebook, out_dir, store, worker, input_key, rulebook_key, redact)
 
 
+def _listed(reasons: dict[str, str], out_dir: str) -> list[str]:
+    """Markdown lines for the summary artifact, the first :data:`LISTED_PROBLEMS` by name."""
+    return [f"- {line}" for line in listed_problems([f"`{k}`: {v}" for k, v in reasons.items()],
+                                                     f"`{Path(out_dir) / 'summary.csv'}` (column error)")]
+
+
 @task(name="batch summary", cache_policy=NO_CACHE)
 def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -216,8 +222,8 @@ def summarise(rows: list[SummaryRow], out_dir: str, rulebook_label: str, result:
             f"- transcribed now: {len(result.transcribed)}; from cache: {len(result.cached)}",
             f"- passed QA: {sum(1 for r in ok if r.passed)} / {len(ok)}",
             f"- scorecards and summary: `{out_dir}`",
-            *(["", "## Calls that could not be processed"] + [f"- `{k}`: {v}" for k, v in result.failed.items()] if result.failed else []),
-            *(["", "## Entries refused at the source"] + [f"- `{k}`: {v}" for k, v in result.refused.items()] if result.refused else []),
+            *(["", "## Calls that could not be processed"] + _listed(result.failed, out_dir) if result.failed else []),
+            *(["", "## Entries refused at the source"] + _listed(result.refused, out_dir) if result.refused else []),
         ]
     )
     try:
