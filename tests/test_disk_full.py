@@ -7,18 +7,16 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from cli_support import ROOT, callqa_stopped
 from pipelines.shell.cli import machine_problem
 from qa_rules import files
 from qa_rules.files import OutOfSpaceError, disk_full, write_text_atomically, write_text_privately
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class _PgDiskFull(Exception):
@@ -106,15 +104,12 @@ def test_the_message_is_one_line_with_what_to_do():
     assert machine_problem(OutOfSpaceError("no space left on the disk (x) — the batch stopped: …")).startswith("no space")
 
 
-_DRIVER = """
-import errno, sys
+_FULL_DISK = """
+import errno
 from pipelines.shell import rescore
 def full(path, out, rulebook_path=None):
     raise OSError(errno.ENOSPC, "No space left on device", str(out / path.name))
 rescore.rescore_file = full
-from pipelines.shell.cli import main
-sys.argv = ["callqa", *sys.argv[1:]]
-main()
 """
 
 
@@ -125,12 +120,6 @@ def test_callqa_stopped_by_a_full_disk_prints_one_line_not_a_traceback(tmp_path)
     for kind in ("conversation", "measures"):
         (saved / f"a.{kind}.json").write_text(Path(f"{fixture}.{kind}.json").read_text(encoding="utf-8").replace(
             '"call_id": "zh_good_stereo"', '"call_id": "a"'), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, "score", str(saved), "--out", str(tmp_path / "out")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"})
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 1, output
-    assert "Traceback" not in output and "╭" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: no space left on the disk ([Errno 28] No space left on device: "
-                      f"'{tmp_path / 'out' / 'a.conversation.json'}') — free space there and run the command again"], output
+    line = callqa_stopped("score", str(saved), "--out", str(tmp_path / "out"), setup=_FULL_DISK)
+    assert line == (f"error: no space left on the disk ([Errno 28] No space left on device: "
+                    f"'{tmp_path / 'out' / 'a.conversation.json'}') — free space there and run the command again")

@@ -3,17 +3,14 @@ one line naming the store and what to do, from any command, and the file is left
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_support import callqa_stopped
 from pipelines.results.store import Store, StoreDamagedError, default_store_url
 from pipelines.shell.cli import machine_problem
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _garbage_store(folder: Path) -> Path:
@@ -68,12 +65,6 @@ def test_callqa_on_a_damaged_store_prints_one_line_and_leaves_the_file(tmp_path)
     (calls / "a.wav").write_bytes(b"RIFF")  # never reached: the store is opened first
     path = _garbage_store(tmp_path / "out")
     before = path.read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.shell.cli", "run", str(calls), "--out", str(tmp_path / "out")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400"})
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 1, output
-    assert "Traceback" not in output and "╭" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "is damaged or not a callqa store (file is not a database)" in errors[0], output
+    line = callqa_stopped("run", str(calls), "--out", str(tmp_path / "out"))
+    assert "is damaged or not a callqa store (file is not a database)" in line, line
     assert path.read_bytes() == before
