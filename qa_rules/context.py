@@ -18,6 +18,7 @@ from .matching import Doc, DocSet, find_regex
 from .spec import Phrase, PhraseSearch, Scope, Window, compile_regex
 
 if TYPE_CHECKING:  # the rulebook imports the operators, which import this module
+    from .memo import KnownOutcomes
     from .rulebook import Rulebook, Situation
 
 Verdict = Literal["pass", "fail", "na"]
@@ -63,10 +64,13 @@ class Occurrence:
 
 
 class CallContext:
-    def __init__(self, conversation: Conversation, measures: Measures, rulebook: "Rulebook | None" = None) -> None:
+    def __init__(self, conversation: Conversation, measures: Measures, rulebook: "Rulebook | None" = None,
+                 known: "KnownOutcomes | None" = None) -> None:
         self.conversation = conversation
         self.measures = measures
         self.rulebook = rulebook
+        self.known = known if rulebook is not None else None
+        """Situations found by an earlier scoring of this call (:mod:`qa_rules.memo`)."""
         self._situations: dict[str, list[Occurrence]] = {}
         self._indices: dict[str, list[int]] = {}
         self._regex_matches: dict[tuple[str, int], list] = {}
@@ -79,7 +83,15 @@ class CallContext:
         detectors; occurrences closer than ``merge_within_s`` are one)."""
         if situation_id not in self._situations:
             spec = self._situation_spec(situation_id)
-            self._situations[situation_id] = detect_situation(self, spec)
+            if self.known is None:
+                self._situations[situation_id] = detect_situation(self, spec)
+            else:
+                fingerprint = self.rulebook.fingerprints.situations[situation_id]
+                found = self.known.situation(fingerprint)
+                if found is None:
+                    found = detect_situation(self, spec)
+                    self.known.keep_situation(fingerprint, found)
+                self._situations[situation_id] = found
         return self._situations[situation_id]
 
     def _situation_spec(self, situation_id: str) -> "Situation":

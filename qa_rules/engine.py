@@ -11,6 +11,7 @@ from qa_rules.records import Conversation, Measures
 from .callstats import call_figures
 from .context import CallContext, Outcome
 from .matching import clean
+from .memo import Fingerprints, KnownOutcomes
 from .operators import OPERATORS
 from .rulebook import CATEGORIES, Condition, Rule, Rulebook
 from .records import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult, category_verdict
@@ -95,17 +96,26 @@ def _title_dict(title) -> dict[str, str]:
     return held[1]
 
 
-def score(conversation: Conversation, measures: Measures, rulebook: Rulebook) -> Scorecard:
+def score(conversation: Conversation, measures: Measures, rulebook: Rulebook, known: KnownOutcomes | None = None) -> Scorecard:
     """Score one call: section weight × rule points for each passed rule over the applicable
-    maximum; a fatal failure fails the call whatever the percentage."""
-    ctx = CallContext(conversation, measures, rulebook)
+    maximum; a fatal failure fails the call whatever the percentage.
+
+    With ``known`` (what an earlier scoring of this very conversation and measures found, by
+    fingerprint: :mod:`qa_rules.memo`), a rule or situation whose fingerprint is known is not judged
+    again; what is judged afresh is added to ``known``.  The card is the same either way."""
+    prints = rulebook.fingerprints if known is not None else None
+    ctx = CallContext(conversation, measures, rulebook, known=known)
     results: list[RuleResult] = []
     total = maximum = 0.0
     fatal: list[str] = []
     flags: list[Flag] = []
     by_category: dict[str, list[str]] = {}
-    for section, rule in rulebook.rules:
-        outcome = run_rule(ctx, rule)
+    for place, (section, rule) in enumerate(rulebook.rules):
+        if prints is None:
+            outcome = run_rule(ctx, rule)
+        elif (outcome := known.rule(prints.rules[place])) is None:
+            outcome = run_rule(ctx, rule)
+            known.keep_rule(prints.rules[place], outcome)
         stake = 0.0 if outcome.verdict == "na" else rule.points * section.weight
         earned = stake if outcome.verdict == "pass" else 0.0
         total += earned

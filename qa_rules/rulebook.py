@@ -165,6 +165,7 @@ class Rulebook(_Model):
     sections: list[Section] = Field(min_length=1)
 
     _search_keys: set = PrivateAttr(default_factory=set)
+    _fingerprints: Any = PrivateAttr(default=None)
 
     @property
     def search_keys(self) -> set:
@@ -172,6 +173,15 @@ class Rulebook(_Model):
         similarity, pinyin…), grown as calls are scored: each call's utterances are then searched
         for all of them in one batch (:class:`qa_rules.matching.DocSet`)."""
         return self._search_keys
+
+    @property
+    def fingerprints(self) -> "Fingerprints":
+        """Each rule's and situation's fingerprint (:mod:`qa_rules.memo`), computed once."""
+        if self._fingerprints is None:
+            from .memo import Fingerprints
+
+            self._fingerprints = Fingerprints(self)
+        return self._fingerprints
 
     @property
     def rules(self) -> list[tuple[Section, Rule]]:

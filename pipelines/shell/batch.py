@@ -143,9 +143,11 @@ def score_call(analysed: AnalysedCall, rulebook: "Rulebook", out: Path) -> Score
     """Write the call's conversation and measures beside its scorecard (JSON + HTML); the card.
     Touches no store, so it may run in another process (:class:`ScoringPool`)."""
     from pipelines.stages.scoring import score_and_report
+    from qa_rules.memo import content_key
 
-    analysed.write(out)
-    return score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook)
+    written = analysed.write(out)
+    return score_and_report(analysed.conversation, analysed.measures, out, rulebook=rulebook,
+                            content=content_key(*written))
 
 
 def store_call(card: Scorecard, analysed: AnalysedCall, out: Path, store: Store, worker: str, input_key: str,

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa_rules.records import BadAudioError, CallSource, Conversation, Measures
+from qa_rules.files import call_file, write_text_atomically
+from qa_rules.records import BadAudioError, CallSource, Conversation, Measures, record_json
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,13 @@ class AnalysedCall:
         """Wall seconds per stage."""
         return {stage: end - start for stage, (start, end) in self.stage_spans.items()}
 
-    def write(self, out_dir: Path) -> None:
-        """``<call_id>.conversation.json`` and ``<call_id>.measures.json``, side by side."""
-        self.conversation.write(out_dir)
-        self.measures.write(out_dir)
+    def write(self, out_dir: Path) -> tuple[str, str]:
+        """``<call_id>.conversation.json`` and ``<call_id>.measures.json``, side by side; the two
+        texts written (what the call's outcome record is keyed by: :func:`qa_rules.memo.content_key`)."""
+        conversation, measures = self.conversation.to_json(), record_json(self.measures)
+        write_text_atomically(call_file(out_dir, self.conversation.call_id, ".conversation.json"), conversation)
+        write_text_atomically(call_file(out_dir, self.measures.call_id, ".measures.json"), measures)
+        return conversation, measures
 
 
 def readable_audio(call: CallSource) -> Path:

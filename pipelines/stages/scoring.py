@@ -9,11 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qa_rules.files import write_text_atomically
 from qa_rules.records import CallError, Conversation, Measures, Scorecard
 from pipelines.reports.scorecard_html import render_scorecard_html
 from pipelines.reports.summary import SummaryRow
 
 if TYPE_CHECKING:
+    from qa_rules.memo import KnownOutcomes
     from qa_rules.rulebook import Rulebook
 
 
@@ -59,18 +61,54 @@ class Rulebooks:
         return self._books[path]
 
 
+class OutcomeRecords:
+    """Each scored call's rule outcomes, by the call's content (:mod:`qa_rules.memo`), under the
+    output folder's ``.cache/outcomes``: a rulebook edit then re-judges only the rules it changed.
+    A record that is missing, unreadable or damaged is no record — the call is judged in full."""
+
+    def __init__(self, out_dir: Path | str) -> None:
+        self.root = Path(out_dir) / OUTCOMES_FOLDER
+
+    def _path(self, content: str) -> Path:
+        return self.root / content[:2] / f"{content}.json"
+
+    def known(self, content: str) -> "KnownOutcomes":
+        from qa_rules.memo import KnownOutcomes
+
+        try:
+            return KnownOutcomes.from_json(self._path(content).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none yet, unreadable, not UTF-8, damaged
+            return KnownOutcomes()
+
+    def keep(self, content: str, known: "KnownOutcomes") -> None:
+        if known.changed:
+            write_text_atomically(self._path(content), known.to_json())
+
+
+OUTCOMES_FOLDER = Path(".cache") / "outcomes"
+
+
 def score_and_report(
-    conversation: Conversation, measures: Measures, out_dir: Path, rulebook_path: Path | None = None, rulebook=None
+    conversation: Conversation, measures: Measures, out_dir: Path, rulebook_path: Path | None = None, rulebook=None,
+    content: str | None = None,
 ) -> Scorecard:
     """Score with the given (or the language's default) rulebook; write ``scorecard.json`` (the
-    public contract) and its HTML page.
+    public contract) and its HTML page.  With ``content`` (the key of the conversation and measures
+    as written: :func:`qa_rules.memo.content_key`), the outcomes of an earlier scoring of the same
+    content are reused rule by rule (:class:`OutcomeRecords`) — the card is the same.
 
     Returns the typed scorecard: the store and the summary take it as it is, so no field is looked
     up by name in a dict on its way there."""
     import qa_rules
 
     book = rulebook or load_rulebook_for(conversation.language, rulebook_path)
-    card = qa_rules.score(conversation, measures, book)
+    if content is None:
+        card = qa_rules.score(conversation, measures, book)
+    else:
+        records = OutcomeRecords(out_dir)
+        known = records.known(content)
+        card = qa_rules.score(conversation, measures, book, known)
+        records.keep(content, known)
     card.write(out_dir)
     render_scorecard_html(card, conversation, out_dir)
     return card
@@ -83,15 +121,21 @@ def measures_path_for(conversation_path: Path) -> Path:
 
 def rescore_file(conversation_path: Path, out_dir: Path, rulebook_path: Path | None = None, rulebook=None) -> SummaryRow:
     """Re-score a saved conversation: reads JSON only (no audio, no model)."""
+    from qa_rules.memo import content_key
+
     conversation_path = Path(conversation_path)
     call = conversation_path.name.replace(".conversation.json", "")
     try:
-        conversation = Conversation.read(conversation_path)
+        conversation_text = conversation_path.read_text(encoding="utf-8")
+        conversation = Conversation.model_validate_json(conversation_text)
     except (OSError, ValueError) as exc:
         raise CallError(call, "score", f"unreadable conversation file ({exc.__class__.__name__})") from exc
     measures_file = measures_path_for(conversation_path)
     if not measures_file.is_file():
         raise CallError(call, "score", f"no measures beside the conversation ({measures_file.name}); "
                                        "run `callqa transcribe` on the audio again")
-    measures = Measures.read(measures_file)
-    return SummaryRow.from_scorecard(score_and_report(conversation, measures, out_dir, rulebook_path, rulebook))
+    measures_text = measures_file.read_text(encoding="utf-8")
+    measures = Measures.model_validate_json(measures_text)
+    card = score_and_report(conversation, measures, out_dir, rulebook_path, rulebook,
+                            content=content_key(conversation_text, measures_text))
+    return SummaryRow.from_scorecard(card)
