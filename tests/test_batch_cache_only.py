@@ -258,3 +258,53 @@ def test_a_full_disk_in_a_scoring_process_stops_the_batch_too(tmp_path, monkeypa
     assert failed <= {"gone"} and "processing" not in statuses.values(), statuses
     assert statuses["en_no_closing"] == "pending"
     assert not list(opened.out_dir.glob("*.tmp"))
+
+
+def test_a_cache_entry_damaged_after_planning_fails_its_call_alone_and_is_removed(tmp_path):
+    """Planned analyses are read when scored (in the scoring process): one whose entry was damaged
+    in between fails that call with what to do, and the entry goes, so the next run analyses the
+    recording again instead of finding the damaged entry once more."""
+    for pooled in (False, True):
+        opened, answers = _cached_batch(tmp_path, f"damaged-{pooled}")
+        damaged = answers["zh_no_greeting"]
+        entry = opened.cache_folder + f"/{damaged.key[:2]}/{damaged.key}"
+        Path(entry, "conversation.json").write_text('{"call_id": "zh_no_greeting", "utterances": [', encoding="utf-8")
+        result = _run_with_pool(opened, answers) if pooled else opened.run(batch.CacheOnlySteps(answers))
+        assert sorted(result.done) == sorted(set(SAVED) - {"zh_no_greeting"}), pooled
+        reason = result.failed["zh_no_greeting"]
+        assert "cached analysis was damaged or removed" in reason and "run the batch again" in reason
+        assert not Path(entry, "conversation.json").exists() and not Path(entry, "measures.json").exists()
+        again = batch.open_batch(str(opened.source.calls[0].path.parent / "manifest.csv"), out=str(opened.out_dir))
+        assert again.answers_from_cache() is None, "the next run must analyse the call again (models)"
+
+
+def test_a_recording_is_hashed_once_until_its_file_changes(tmp_path, monkeypatch):
+    """The content hash that finds a call's cached analysis is remembered by the file's identity: a
+    rulebook change does not read every recording again; a file written again (even with its size
+    and modification time put back) is hashed anew, and a damaged remembered hash is not believed."""
+    import os
+    import time
+
+    from pipelines.shell import cache
+
+    hashed = []
+    real = cache.audio_sha256
+    monkeypatch.setattr(cache, "audio_sha256", lambda path: hashed.append(path) or real(path))
+    recording = _recording(tmp_path / "call.wav", 3)
+    remembered = cache.AudioHashes(tmp_path / "cache")
+    first = remembered.sha256(recording)
+    assert first == real(recording) and remembered.sha256(recording) == first and len(hashed) == 1
+    (stored,) = [p for p in (tmp_path / "cache" / cache.AudioHashes.FOLDER).rglob("*") if p.is_file()]
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+
+    time.sleep(0.05)  # past the file system's clock tick
+    before = recording.stat()
+    data = bytearray(recording.read_bytes())
+    data[-1] ^= 0xFF  # same size, other content
+    recording.write_bytes(bytes(data))
+    os.utime(recording, ns=(before.st_atime_ns, before.st_mtime_ns))  # modification time put back
+    assert remembered.sha256(recording) == real(recording) != first and len(hashed) == 2
+
+    for record in [p for p in (tmp_path / "cache" / cache.AudioHashes.FOLDER).rglob("*") if p.is_file()]:
+        record.write_text("0" * 63 + "Z\n", encoding="ascii")
+    assert remembered.sha256(recording) == real(recording) and len(hashed) == 3

@@ -21,7 +21,8 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -442,31 +443,30 @@ class Store:
              scorecard_path: Path | None = None, redact: bool = False) -> None:
         """Replace the call's utterances, rule results, category verdicts, situations and flags and
         mark it done — one transaction.  With ``redact`` the stored texts carry placeholders
-        instead of personal numbers.
+        instead of personal numbers."""
+        self.save_rows(scored_rows(call_id, conversation, measures, card, conversation_path, scorecard_path, redact),
+                       worker, input_key, rulebook_key)
+
+    def save_rows(self, scored: "ScoredRows", worker: str, input_key: str, rulebook_key: str) -> None:
+        """:meth:`save` of rows built beforehand (:func:`scored_rows`, e.g. in a scoring process).
 
         Utterances the store already holds exactly as given (a re-score after a rulebook change) are
         kept with their search-index rows: re-indexing them (jieba + pinyin) was most of a re-score's
         store time, and kept rows keep their ids."""
-        if redact:
-            conversation, card = _redacted_results(conversation, card)
-        utterances = _utterance_values(call_id, conversation)
-        results = _rule_result_values(call_id, card)
+        call_id = scored.call_id
         with self.engine.begin() as connection:
             # the call's row first: its write takes SQLite's write lock or the row's lock in
             # PostgreSQL, so no other save of this call can change the utterances compared below
             # before this transaction ends
-            connection.execute(_SAVE.mark_done, {"_call_id": call_id, **_done_values(
-                worker, input_key, rulebook_key, conversation, measures, card, conversation_path, scorecard_path)})
-            keep_utterances = _stored_rows(connection, UtteranceRow, call_id) == _row_keys(UtteranceRow, utterances)
-            ruled = {r.category for r in card.rules}
+            connection.execute(_SAVE.mark_done, {"_call_id": call_id, **_done_values(worker, input_key, rulebook_key),
+                                                 **scored.call})
+            keep_utterances = _stored_rows(connection, UtteranceRow, call_id) == _row_keys(UtteranceRow, scored.utterances)
             rows: list[tuple[type, list[dict]]] = [
-                (UtteranceRow, utterances),
-                (RuleResultRow, results),
-                # a category the rulebook has no rule in is no result (and was never one in the reports)
-                (CategoryResultRow, [dict(call_id=call_id, category=c, verdict=v)
-                                     for c, v in card.categories.items() if c in ruled]),
-                (SituationResultRow, [dict(call_id=call_id, situation_id=s.id, occurred=s.occurred) for s in card.situations]),
-                (FlagRow, [dict(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags]),
+                (UtteranceRow, scored.utterances),
+                (RuleResultRow, scored.results),
+                (CategoryResultRow, scored.categories),
+                (SituationResultRow, scored.situations),
+                (FlagRow, scored.flags),
             ]
             for table, values in rows:
                 # on a re-score of the same conversation (a rulebook edit), a table whose rows are
@@ -478,7 +478,7 @@ class Store:
                 connection.execute(_SAVE.delete[table], {"_call_id": call_id})
                 if values:  # plain multi-row INSERTs (no ORM unit of work: these rows are never read back here)
                     connection.execute(_SAVE.insert[table], values)
-            _mark_stale_reviews(connection, call_id, results)
+            _mark_stale_reviews(connection, call_id, scored.results)
             if not keep_utterances:
                 from pipelines.results.search import index_call
 
@@ -610,17 +610,21 @@ _SAVED_COLUMNS = {
 """Per table of a call's results, the columns :meth:`Store.save` writes (every column but the row's
 id and call), which it compares with what is stored before writing them again."""
 _SAVE = _SaveStatements()
+_ROW_KEY = {table: itemgetter(*columns) for table, columns in _SAVED_COLUMNS.items()}
+"""Per table, the function from a row's values to its tuple of :data:`_SAVED_COLUMNS` (every table
+has two columns or more, so ``itemgetter`` gives a tuple, as the stored rows are read)."""
+assert all(len(columns) > 1 for columns in _SAVED_COLUMNS.values())
 
 
 def _row_keys(table: type, values: list[dict]) -> list[tuple]:
     """Rows as :meth:`Store.save` would insert them, as tuples of :data:`_SAVED_COLUMNS`."""
-    columns = _SAVED_COLUMNS[table]
-    return [tuple(row[c] for c in columns) for row in values]
+    return list(map(_ROW_KEY[table], values))
 
 
 def _stored_rows(connection: Connection, table: type, call_id: str) -> list[tuple]:
     """The call's stored rows of one table, in the order they were inserted, as :func:`_row_keys`."""
-    return [tuple(row) for row in connection.execute(_SAVE.stored_rows[table], {"_call_id": call_id})]
+    # fetched at once (one fetchall, not a fetchone per row: ~90 rows a call on every re-score)
+    return [tuple(row) for row in connection.execute(_SAVE.stored_rows[table], {"_call_id": call_id}).fetchall()]
 
 
 def _rule_result_values(call_id: str, card: Scorecard) -> list[dict]:
@@ -630,20 +634,55 @@ def _rule_result_values(call_id: str, card: Scorecard) -> list[dict]:
                  title_en=r.title.get("en")) for r in card.rules]
 
 
-def _done_values(worker: str, input_key: str, rulebook_key: str, conversation: Conversation, measures: Measures,
-                 card: Scorecard, conversation_path: Path | None, scorecard_path: Path | None) -> dict:
-    """The call row of a scored call."""
+def _done_values(worker: str, input_key: str, rulebook_key: str) -> dict:
+    """The call row's values that say who finished it, when, and from what."""
+    return dict(status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
+                input_key=input_key, rulebook_key=rulebook_key)
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """A scored call as the store writes it: the call row's values from the scoring and each result
+    table's rows, as plain values.  Built where the call was scored (:func:`scored_rows`; in a
+    scoring process of a re-score), so that what crosses to the process that writes the store is a
+    few lists of dicts — cheaper to send than the scorecard, and nothing left to build there."""
+
+    call_id: str
+    call: dict
+    utterances: list[dict]
+    results: list[dict]
+    categories: list[dict]
+    situations: list[dict]
+    flags: list[dict]
+
+
+def scored_rows(call_id: str, conversation: Conversation, measures: Measures, card: Scorecard,
+                conversation_path: Path | None = None, scorecard_path: Path | None = None,
+                redact: bool = False) -> ScoredRows:
+    """The rows :meth:`Store.save_rows` writes for a scored call; with ``redact`` the texts carry
+    placeholders instead of personal numbers."""
+    if redact:
+        conversation, card = _redacted_results(conversation, card)
     hold_s = card.measures.get("hold_s")  # counted with the rulebook's hold threshold
-    return dict(
-        status="done", error=None, claimed_by=None, processed_by=worker, processed_at=time.time(),
-        input_key=input_key, rulebook_key=rulebook_key, duration_s=conversation.duration_s, language=conversation.language,
-        rulebook_id=card.rulebook.id, rulebook_version=str(card.rulebook.version),
-        score=card.score, max_score=card.max_score, percent=card.percent, passed=card.passed,
-        fatal=bool(card.fatal_failures),
-        hold_s=hold_s if hold_s is not None else hold_seconds(measures.silences),
-        silence_share=measures.silence_share, agent_talk_ratio=measures.agent_talk_ratio,
-        conversation_path=str(conversation_path) if conversation_path else None,
-        scorecard_path=str(scorecard_path) if scorecard_path else None,
+    ruled = {r.category for r in card.rules}
+    return ScoredRows(
+        call_id=call_id,
+        call=dict(
+            duration_s=conversation.duration_s, language=conversation.language,
+            rulebook_id=card.rulebook.id, rulebook_version=str(card.rulebook.version),
+            score=card.score, max_score=card.max_score, percent=card.percent, passed=card.passed,
+            fatal=bool(card.fatal_failures),
+            hold_s=hold_s if hold_s is not None else hold_seconds(measures.silences),
+            silence_share=measures.silence_share, agent_talk_ratio=measures.agent_talk_ratio,
+            conversation_path=str(conversation_path) if conversation_path else None,
+            scorecard_path=str(scorecard_path) if scorecard_path else None,
+        ),
+        utterances=_utterance_values(call_id, conversation),
+        results=_rule_result_values(call_id, card),
+        # a category the rulebook has no rule in is no result (and was never one in the reports)
+        categories=[dict(call_id=call_id, category=c, verdict=v) for c, v in card.categories.items() if c in ruled],
+        situations=[dict(call_id=call_id, situation_id=s.id, occurred=s.occurred) for s in card.situations],
+        flags=[dict(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags],
     )
 
 

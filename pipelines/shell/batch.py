@@ -25,14 +25,15 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from models.errors import ModelUnavailableError
 from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
-from pipelines.results.store import Store, default_store_url, display_url, worker_identity
+from pipelines.results.store import ScoredRows, Store, default_store_url, display_url, scored_rows, worker_identity
 from pipelines.settings import Settings
-from pipelines.shell.cache import AnalysisCache, analysis_key, audio_sha256
+from pipelines.shell.cache import AnalysisCache, AudioHashes, analysis_key
 from pipelines.shell.sources import SourceCalls
 from pipelines.stages.analysed import AnalysedCall, readable_audio
 from qa_rules.files import OutOfSpaceError, OutsideOutputError, disk_full, first_line, make_private_dir
@@ -111,32 +112,71 @@ class BatchResult:
         return asdict(self)
 
 
-@dataclass(frozen=True)
 class CallAnalysis:
-    key: str
-    """Content key of the analysis (audio hash + model + parameters)."""
-    cached: bool
-    analysed: AnalysedCall
+    """A call's analysis: its content key, whether it came from the cache, and the analysed call.
+
+    An analysis planned from the cache (:meth:`Batch.answers_from_cache`) is read from it only when
+    first asked for — in the scoring process that scores the call: parsing every cached conversation
+    in the batch's process, before any call was scored, was a sixth of a 500-call re-score."""
+
+    __slots__ = ("key", "cached", "_analysed", "_load")
+
+    def __init__(self, key: str, cached: bool, analysed: AnalysedCall | None = None,
+                 load: "Callable[[], AnalysedCall] | None" = None) -> None:
+        self.key = key
+        """Content key of the analysis (audio hash + model + parameters)."""
+        self.cached = cached
+        self._analysed, self._load = analysed, load
+
+    @property
+    def analysed(self) -> AnalysedCall:
+        """The analysed call; a cache entry that is damaged or gone by now is the call's
+        :class:`CallError`."""
+        if self._analysed is None:
+            self._analysed = self._load()
+        return self._analysed
 
 
 # ---------------------------------------------------------------------------- one call
-def cached_analysis(call: CallSource, settings: Settings, cache_dir: str) -> tuple[str, CallAnalysis | None]:
+def cached_analysis(call: CallSource, settings: Settings, cache_dir: str,
+                    deferred: bool = False) -> tuple[str, CallAnalysis | None]:
     """The call's analysis key, and its analysis from the content-keyed cache when it is there
     (renamed to this call: the cache is keyed by content, not by name).  Bad input (a missing or
-    unreadable file) raises its :class:`CallError` here, before any model is thought of."""
+    unreadable file) raises its :class:`CallError` here, before any model is thought of.
+
+    ``deferred``: the entry is only found here, and read when the analysis is first asked for."""
     from models.model_store import ModelStore
 
     path = readable_audio(call)
     model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
-    key = analysis_key(audio_sha256(path), settings, model_dir, call.channel_map)
+    key = analysis_key(AudioHashes(cache_dir).sha256(path), settings, model_dir, call.channel_map)
+    if deferred:
+        found = AnalysisCache(Path(cache_dir)).has(key)
+        return key, CallAnalysis(key, True, load=partial(read_cached_analysis, call, cache_dir, key)) if found else None
+    analysed = _analysed_from_cache(call, cache_dir, key)
+    return key, None if analysed is None else CallAnalysis(key, True, analysed)
+
+
+def _analysed_from_cache(call: CallSource, cache_dir: str, key: str) -> AnalysedCall | None:
     hit = AnalysisCache(Path(cache_dir)).get(key)
     if hit is None:
-        return key, None
+        return None
     conversation, measures = hit
     conversation = conversation.model_copy(
         update={"call_id": call.call_id, "source": str(call.path), "metadata": call.metadata()}
     )
-    return key, CallAnalysis(key, True, AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id})))
+    return AnalysedCall(conversation, measures.model_copy(update={"call_id": call.call_id}))
+
+
+def read_cached_analysis(call: CallSource, cache_dir: str, key: str) -> AnalysedCall:
+    """A planned cache entry, read now; one that is damaged (or was removed since) fails the call,
+    and a damaged one is removed, so that the next run analyses the recording again."""
+    analysed = _analysed_from_cache(call, cache_dir, key)
+    if analysed is None:
+        AnalysisCache(Path(cache_dir)).discard(key)
+        raise CallError(call.call_id, "cache", "its cached analysis was damaged or removed while the batch ran — "
+                                               "run the batch again to analyse the recording anew")
+    return analysed
 
 
 def score_call(analysed: AnalysedCall, rulebook: "Rulebook", out: Path) -> Scorecard:
@@ -150,15 +190,18 @@ def score_call(analysed: AnalysedCall, rulebook: "Rulebook", out: Path) -> Score
                             content=content_key(*written))
 
 
+def rows_of(card: Scorecard, analysed: AnalysedCall, out: Path, redact: bool) -> ScoredRows:
+    """The scored call's rows as the store writes them (the files are ``out``'s)."""
+    call_id = analysed.conversation.call_id
+    return scored_rows(call_id, analysed.conversation, analysed.measures, card,
+                       conversation_path=out / f"{call_id}.conversation.json",
+                       scorecard_path=out / f"{call_id}.scorecard.json", redact=redact)
+
+
 def store_call(card: Scorecard, analysed: AnalysedCall, out: Path, store: Store, worker: str, input_key: str,
                rulebook_key: str, redact: bool) -> None:
     """Replace the scored call's rows in the store (the files are ``out``'s)."""
-    call_id = analysed.conversation.call_id
-    store.save(
-        call_id, worker, input_key, rulebook_key, analysed.conversation, analysed.measures, card,
-        conversation_path=out / f"{call_id}.conversation.json", scorecard_path=out / f"{call_id}.scorecard.json",
-        redact=redact,
-    )
+    store.save_rows(rows_of(card, analysed, out, redact), worker, input_key, rulebook_key)
 
 
 def score_and_store_call(
@@ -188,8 +231,10 @@ class BatchSteps(Protocol):
     def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str) -> Future:
         """Start the call's analysis; a future of its :class:`CallAnalysis`."""
 
-    def score_and_store(self, analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str,
-                        input_key: str, rulebook_key: str, redact: bool) -> Scorecard: ...
+    def score_and_store(self, call_id: str, analysis: CallAnalysis, rulebooks: "Rulebooks", out_dir: str, store: Store,
+                        worker: str, input_key: str, rulebook_key: str, redact: bool) -> SummaryRow:
+        """Score the call (with its language's rulebook), write its files, replace its rows in the
+        store; its summary row."""
 
     def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
         """Write the batch summary; the path of its HTML page."""
@@ -242,13 +287,17 @@ class CacheOnlySteps:
             future.set_result(answer)
         return future
 
-    def score_and_store(self, analysed: AnalysedCall, rulebook: "Rulebook", out_dir: str, store: Store, worker: str,
-                        input_key: str, rulebook_key: str, redact: bool) -> Scorecard:
-        card = self._pool.card_of(analysed.conversation.call_id) if self._pool is not None else None
-        if card is None:  # no pool, or its worker died: scored here
-            return score_and_store_call(analysed, rulebook, out_dir, store, worker, input_key, rulebook_key, redact)
-        store_call(card, analysed, Path(out_dir), store, worker, input_key, rulebook_key, redact)
-        return card
+    def score_and_store(self, call_id: str, analysis: CallAnalysis, rulebooks: "Rulebooks", out_dir: str, store: Store,
+                        worker: str, input_key: str, rulebook_key: str, redact: bool) -> SummaryRow:
+        scored = self._pool.scored_of(call_id) if self._pool is not None else None
+        if scored is None:  # no pool, or its worker died: scored here
+            analysed = analysis.analysed
+            rulebook = rulebooks.for_language(analysed.conversation.language)
+            card = score_and_store_call(analysed, rulebook, out_dir, store, worker, input_key, rulebook_key, redact)
+            return SummaryRow.from_scorecard(card)
+        rows, summary = scored
+        store.save_rows(rows, worker, input_key, rulebook_key)
+        return summary
 
     def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
         _, html = write_summary(rows, Path(out_dir), rulebook=rulebook_label)
@@ -264,6 +313,7 @@ class _Forked:
     analyses: dict[str, CallAnalysis]
     rulebooks: "Rulebooks"
     out: Path
+    redact: bool
 
 
 _forked: _Forked | None = None
@@ -271,17 +321,19 @@ _forked: _Forked | None = None
 
 class ScoringPool:
     """Forked worker processes that write each call's files and score it, while the batch's thread
-    claims calls and stores the cards: scoring is pure Python, one core per process, and it is most
-    of a re-score after the store.  What a worker returns is the card; an error is returned as what
+    claims calls and stores them: scoring is pure Python, one core per process, and it is most of a
+    re-score after the store.  What a worker returns is the call's store rows and summary row (plain
+    values, built there: unpickling a whole scorecard here cost ~1 ms a call of the one thread that
+    writes the store, the batch's bottleneck once outcomes are reused); an error is returned as what
     the batch needs to record it (its type and message) — so one bad call fails alone, as in-process.
     A worker that dies (killed, out of memory) costs nothing either: its calls are scored in the
-    batch's process (:meth:`card_of` gives ``None``), and so is every call after it."""
+    batch's process (:meth:`scored_of` gives ``None``), and so is every call after it."""
 
     def __init__(self, batch: "Batch", analyses: dict[str, CallAnalysis], workers: int) -> None:
         self._batch, self._analyses, self._workers = batch, analyses, workers
         self.window = 4 * workers
         """Calls in flight: enough that every worker has the next call while this thread stores."""
-        self._cards: dict[str, Scorecard] = {}
+        self._scored: dict[str, tuple[ScoredRows, SummaryRow]] = {}
         self._pool = None
 
     def __enter__(self) -> "ScoringPool":
@@ -293,12 +345,13 @@ class ScoringPool:
 
         global _forked
         preload(None, rulebooks=False)  # the rule engine and the scorecard template, loaded once
-        for language in {a.analysed.conversation.language for a in self._analyses.values()}:
+        for language in ("zh", "en"):  # (a call in another language loads its own in the worker)
             try:
                 self._batch.rulebooks.for_language(language)
             except Exception:  # noqa: BLE001 - reported by each call, as in-process
                 pass
-        _forked = _Forked(dict(self._analyses), self._batch.rulebooks, self._batch.out_dir)
+        _forked = _Forked(dict(self._analyses), self._batch.rulebooks, self._batch.out_dir,
+                          self._batch.settings.redact_store)
         self._batch.store.engine.dispose()  # no open database connection is handed to the children
         gc.freeze()  # what is loaded stays out of the workers' cycle collections (shared, not copied)
         self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("fork"))
@@ -315,7 +368,7 @@ class ScoringPool:
             gc.unfreeze()
 
     def score(self, call_id: str, analysis: CallAnalysis) -> Future:
-        """A future of ``analysis``, done when a worker has scored it (:meth:`card_of` then has the card)."""
+        """A future of ``analysis``, done when a worker has scored it (:meth:`scored_of` then has its rows)."""
         done: Future = Future()
         # a call read after planning (not in what the workers inherited) travels with its job
         travelling = None if self._analyses.get(call_id) is analysis else analysis
@@ -327,9 +380,10 @@ class ScoringPool:
         job.add_done_callback(lambda finished: self._settle(finished, call_id, analysis, done))
         return done
 
-    def card_of(self, call_id: str) -> Scorecard | None:
-        """The card a worker made for the call (once), ``None`` when the call is to be scored here."""
-        return self._cards.pop(call_id, None)
+    def scored_of(self, call_id: str) -> tuple[ScoredRows, SummaryRow] | None:
+        """The store rows and summary row a worker made for the call (once), ``None`` when the call
+        is to be scored here."""
+        return self._scored.pop(call_id, None)
 
     def _settle(self, job: Future, call_id: str, analysis: CallAnalysis, done: Future) -> None:
         try:
@@ -340,15 +394,16 @@ class ScoringPool:
         except BaseException as exc:  # noqa: BLE001 - a job that could not even be sent: the call's failure
             done.set_exception(exc)
             return
-        if kind == "card":
-            self._cards[call_id] = payload
+        if kind == "scored":
+            self._scored[call_id] = payload
             done.set_result(analysis)
         else:
             done.set_exception(_rebuilt_error(kind, payload))
 
 
 def _score_forked(call_id: str, travelling: CallAnalysis | None) -> tuple[str, object]:
-    """In a worker: score one call; ``("card", card)``, or the error as :func:`_rebuilt_error` takes it.
+    """In a worker: score one call; ``("scored", (store rows, summary row))``, or the error as
+    :func:`_rebuilt_error` takes it.
 
     An error travels as plain strings, never as a pickled exception: what the batch records of it
     is its kind (a bad call, a name outside the output folder, anything else), its type's name and
@@ -356,8 +411,9 @@ def _score_forked(call_id: str, travelling: CallAnalysis | None) -> tuple[str, o
     state = _forked
     analysis = travelling or state.analyses[call_id]
     try:
-        conversation = analysis.analysed.conversation
-        return "card", score_call(analysis.analysed, state.rulebooks.for_language(conversation.language), state.out)
+        analysed = analysis.analysed
+        card = score_call(analysed, state.rulebooks.for_language(analysed.conversation.language), state.out)
+        return "scored", (rows_of(card, analysed, state.out, state.redact), SummaryRow.from_scorecard(card))
     except CallError as exc:
         return "call", (exc.call, exc.stage, exc.reason)
     except OutsideOutputError as exc:
@@ -410,7 +466,7 @@ class Batch:
             if call.call_id not in wanted:
                 continue
             try:
-                answer = cached_analysis(call, self.settings, self.cache_folder)[1]
+                answer = cached_analysis(call, self.settings, self.cache_folder, deferred=True)[1]
             except CallError as exc:
                 answer = exc
             if answer is None:
@@ -444,12 +500,10 @@ class Batch:
             try:
                 analysis: CallAnalysis = future.result()
                 (result.cached if analysis.cached else result.transcribed).append(call.call_id)
-                conversation = analysis.analysed.conversation
-                card = steps.score_and_store(
-                    analysis.analysed, self.rulebooks.for_language(conversation.language), str(self.out_dir),
-                    store, worker, input_key, self.rulebook_key, settings.redact_store,
-                )
-                rows.append(SummaryRow.from_scorecard(card))
+                rows.append(steps.score_and_store(
+                    call.call_id, analysis, self.rulebooks, str(self.out_dir), store, worker, input_key,
+                    self.rulebook_key, settings.redact_store,
+                ))
                 result.done.append(call.call_id)
                 notify(call.call_id, "done")
             except CallError as exc:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 from qa_rules.records import CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json
@@ -25,6 +27,46 @@ def audio_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class AudioHashes:
+    """Each recording's content hash, remembered by the file's identity (real path, device, inode,
+    size, modification and change times in ns), under the analysis cache's ``audio-sha256``.
+
+    Every run hashes every call it may take up, to look its analysis up by content; re-reading a
+    night's recordings for that (a 5-min 16 kHz stereo WAV is 19 MB, ~80 ms here) cost more than
+    re-scoring them after a rulebook edit.  A file written again in any way gets a new change time
+    (which no tool can set back), so its identity changes and it is hashed anew; a hash is kept only
+    if the file's identity held while it was read."""
+
+    FOLDER = "audio-sha256"
+
+    def __init__(self, cache_root: Path | str) -> None:
+        self.root = Path(cache_root) / self.FOLDER
+
+    def sha256(self, path: Path) -> str:
+        identity = _file_identity(path)
+        name = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+        remembered = self.root / name[:2] / name
+        try:
+            known = remembered.read_text(encoding="ascii").strip()
+            if _SHA256.fullmatch(known):
+                return known
+        except (OSError, ValueError):  # none yet, unreadable or damaged: hashed again
+            pass
+        digest = audio_sha256(path)
+        if _file_identity(path) == identity:  # not written to while it was read
+            write_text_atomically(remembered, digest + "\n")
+        return digest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _file_identity(path: Path) -> str:
+    stat = os.stat(path)
+    return "\0".join(map(str, (os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns,
+                                stat.st_ctime_ns)))
 
 
 def analysis_key(audio_hash: str, settings, model_dir: Path, channel_map: str | None) -> str:
@@ -50,6 +92,19 @@ class AnalysisCache:
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
+
+    def has(self, key: str) -> bool:
+        """Whether an entry is there (not whether it is readable: :meth:`get` says that)."""
+        folder = self._dir(key)
+        return (folder / "conversation.json").is_file() and (folder / "measures.json").is_file()
+
+    def discard(self, key: str) -> None:
+        """Remove an entry found damaged, so that the call is analysed again."""
+        for name in ("conversation.json", "measures.json"):
+            try:
+                (self._dir(key) / name).unlink()
+            except OSError:
+                pass
 
     def get(self, key: str) -> tuple[Conversation, Measures] | None:
         folder = self._dir(key)

@@ -44,6 +44,7 @@ from qa_rules.records import CallSource, Scorecard
 if TYPE_CHECKING:
     from pipelines.stages.engines import ModelSettings, SpeechEngines
     from qa_rules.rulebook import Rulebook
+    from pipelines.stages.scoring import Rulebooks
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,10 @@ class PrefectSteps:
     def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str):
         return analyse_task.submit(call, settings, cache_dir, limit)
 
-    def score_and_store(self, *args) -> Scorecard:
-        return score_and_store(*args)
+    def score_and_store(self, call_id: str, analysis: CallAnalysis, rulebooks: "Rulebooks", *rest) -> SummaryRow:
+        analysed = analysis.analysed
+        rulebook = rulebooks.for_language(analysed.conversation.language)
+        return SummaryRow.from_scorecard(score_and_store(analysed, rulebook, *rest))
 
     def summarise(self, rows: list[SummaryRow], out_dir: str, rulebook_label: str, result: BatchResult) -> str:
         return summarise(rows, out_dir, rulebook_label, result)
