@@ -6,8 +6,10 @@ Chinese and English, stereo and mono), copied under new call ids until there are
     PYTHONPATH=. python -m bench.bench_rescore [--calls 500] [--workers 0]
 
 Prints calls/s for the whole command (process start-up included, every core: ``--workers 0``) with
-the language's default rulebooks, again into the same folder (every file replaced, as after a
-rulebook change), and with one ``--rulebook``; and the rules-only rate in this process, also with
+the language's default rulebooks, again into the same folder (every file replaced, every rule's
+outcome reused), with one ``--rulebook`` into a new folder, then after two edits of that rulebook
+into the same folder (the pass mark: no rule judged again; the greeting's window: that rule judged
+again on every call); and the rules-only rate in this process, also with
 every call's text new to the process (see :func:`rules_only`: the copies repeat a dozen
 conversations, which the engine's per-text caches answer faster than real calls).  Beside each
 wall-clock rate, the CPU seconds the command used (its processes together, from ``getrusage``) and
@@ -105,12 +107,27 @@ def main() -> None:
         default = time_cli(["score", str(folder), "--out", out, "--workers", str(args.workers)])
         again = time_cli(["score", str(folder), "--out", out, "--workers", str(args.workers)])
         zh_only = [f for f in files if json.loads(f.read_text(encoding="utf-8"))["language"] == "zh"]
+        zh_book = ROOT / "qa_rules" / "zh_default.yaml"
         one_book = time_cli(["score", *map(str, zh_only), "--out", str(Path(tmp) / "b"), "--workers", str(args.workers),
-                             "--rulebook", str(ROOT / "qa_rules" / "zh_default.yaml")])
+                             "--rulebook", str(zh_book)])
+        base = zh_book.read_text(encoding="utf-8")
+        texts = {"pass mark 80 → 85": base.replace("pass_mark: 80", "pass_mark: 85")}
+        texts["greeting window 15 → 12 s"] = texts["pass mark 80 → 85"].replace(
+            "window: {first_turns: 1, first_s: 15}", "window: {first_turns: 1, first_s: 12}")
+        if len({base, *texts.values()}) != 3:
+            raise SystemExit("the edits no longer apply to zh_default.yaml: update this bench")
+        edits = {}
+        for k, (name, text) in enumerate(texts.items()):
+            edited = Path(tmp) / f"edit{k}.yaml"
+            edited.write_text(text, encoding="utf-8")
+            edits[name] = time_cli(["score", *map(str, zh_only), "--out", str(Path(tmp) / "b"), "--workers",
+                                    str(args.workers), "--rulebook", str(edited)])
         print(f"callqa score, {len(files)} calls, default rulebooks, every core: {rates(len(files), *default)} "
-              "(process start-up included)")
-        print(f"callqa score again into the same folder (every file replaced): {rates(len(files), *again)}")
-        print(f"callqa score --rulebook zh_default.yaml, {len(zh_only)} calls: {rates(len(zh_only), *one_book)}")
+              "(process start-up included; every rule judged, outcomes recorded)")
+        print(f"callqa score again into the same folder (every file replaced, every outcome reused): {rates(len(files), *again)}")
+        print(f"callqa score --rulebook zh_default.yaml into a new folder, {len(zh_only)} calls: {rates(len(zh_only), *one_book)}")
+        for name, timed in edits.items():
+            print(f"callqa score after an edit of that rulebook ({name}), same folder: {rates(len(zh_only), *timed)}")
         wall_rate, cpu_rate = rules_only(files[:100])
         print(f"rules only, one process: {wall_rate:.0f} calls/s ({cpu_rate:.0f} calls/s of CPU time)")
         wall_rate, cpu_rate = rules_only(files[:100], new_text=True)

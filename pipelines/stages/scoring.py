@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa_rules.files import write_text_atomically
+from qa_rules.files import write_text_privately
 from qa_rules.records import CallError, Conversation, Measures, Scorecard
 from pipelines.reports.scorecard_html import render_scorecard_html
 from pipelines.reports.summary import SummaryRow
@@ -81,8 +81,11 @@ class OutcomeRecords:
             return KnownOutcomes()
 
     def keep(self, content: str, known: "KnownOutcomes") -> None:
+        # written in place, not through a temporary file and a rename: a record cut short (a killed
+        # worker, a full disk) is not JSON, or JSON with the old record's tail after it, and is read
+        # as no record — the rename would only cost time on every call scored for the first time
         if known.changed:
-            write_text_atomically(self._path(content), known.to_json())
+            write_text_privately(self._path(content), known.to_json())
 
 
 OUTCOMES_FOLDER = Path(".cache") / "outcomes"
