@@ -308,3 +308,19 @@ def test_a_recording_is_hashed_once_until_its_file_changes(tmp_path, monkeypatch
     for record in [p for p in (tmp_path / "cache" / cache.AudioHashes.FOLDER).rglob("*") if p.is_file()]:
         record.write_text("0" * 63 + "Z\n", encoding="ascii")
     assert remembered.sha256(recording) == real(recording) and len(hashed) == 3
+
+
+def test_a_hash_that_cannot_be_remembered_is_still_given(tmp_path):
+    """A cache folder the worker may not write to (a read-only share) costs a re-read next time, not
+    the call."""
+    import os
+
+    from pipelines.shell import cache
+
+    if os.geteuid() == 0:  # root writes through permissions: make the folder a file instead
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / cache.AudioHashes.FOLDER).write_text("not a folder", encoding="utf-8")
+    else:
+        (tmp_path / "cache").mkdir(mode=0o500)
+    recording = _recording(tmp_path / "call.wav", 5)
+    assert cache.AudioHashes(tmp_path / "cache").sha256(recording) == cache.audio_sha256(recording)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
 
 from qa_rules.records import CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, Conversation, Measures, record_json
 from qa_rules.files import write_text_atomically
+
+log = logging.getLogger(__name__)
 
 ANALYSIS_VERSION = 2
 """Bump when the conversation or measures code changes its output for the same inputs."""
@@ -56,7 +59,10 @@ class AudioHashes:
             pass
         digest = audio_sha256(path)
         if _file_identity(path) == identity:  # not written to while it was read
-            write_text_atomically(remembered, digest + "\n")
+            try:
+                write_text_atomically(remembered, digest + "\n")
+            except OSError as exc:  # a cache on a read-only share: hashed again next time, nothing lost
+                log.debug("content hash of %s not remembered: %s", path, exc)
         return digest
 
 
