@@ -86,12 +86,8 @@ class CallContext:
             if self.known is None:
                 self._situations[situation_id] = detect_situation(self, spec)
             else:
-                fingerprint = self.rulebook.fingerprints.situations[situation_id]
-                found = self.known.situation(fingerprint)
-                if found is None:
-                    found = detect_situation(self, spec)
-                    self.known.keep_situation(fingerprint, found)
-                self._situations[situation_id] = found
+                self._situations[situation_id] = self.known.situation(
+                    self.rulebook.fingerprints.situations[situation_id], lambda: detect_situation(self, spec))
         return self._situations[situation_id]
 
     def _situation_spec(self, situation_id: str) -> "Situation":

@@ -11,7 +11,7 @@ from qa_rules.records import Conversation, Measures
 from .callstats import call_figures
 from .context import CallContext, Outcome
 from .matching import clean
-from .memo import Fingerprints, KnownOutcomes
+from .memo import KnownOutcomes
 from .operators import OPERATORS
 from .rulebook import CATEGORIES, Condition, Rule, Rulebook
 from .records import EvidenceItem, Flag, RuleResult, RulebookRef, Scorecard, SituationResult, category_verdict
@@ -113,9 +113,8 @@ def score(conversation: Conversation, measures: Measures, rulebook: Rulebook, kn
     for place, (section, rule) in enumerate(rulebook.rules):
         if prints is None:
             outcome = run_rule(ctx, rule)
-        elif (outcome := known.rule(prints.rules[place])) is None:
-            outcome = run_rule(ctx, rule)
-            known.keep_rule(prints.rules[place], outcome)
+        else:
+            outcome = known.rule(prints.rules[place], lambda: run_rule(ctx, rule))
         stake = 0.0 if outcome.verdict == "na" else rule.points * section.weight
         earned = stake if outcome.verdict == "pass" else 0.0
         total += earned

@@ -23,7 +23,7 @@ import json
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .context import Occurrence, Outcome
 from .records import EvidenceItem
@@ -95,25 +95,21 @@ class KnownOutcomes:
         self.found = 0
         """Outcomes and situations judged afresh by this scoring."""
 
-    def rule(self, fingerprint: str) -> Outcome | None:
-        outcome = self._known_rules.get(fingerprint)
-        if outcome is not None:
-            self._rules[fingerprint] = outcome
-        return outcome
+    def rule(self, fingerprint: str, judge: Callable[[], Outcome]) -> Outcome:
+        """The outcome known under ``fingerprint``, or ``judge()``'s, kept."""
+        return self._recall(self._known_rules, self._rules, fingerprint, judge)
 
-    def keep_rule(self, fingerprint: str, outcome: Outcome) -> None:
-        self._rules[fingerprint] = outcome
-        self.found += 1
+    def situation(self, fingerprint: str, detect: Callable[[], list[Occurrence]]) -> list[Occurrence]:
+        """The occurrences known under ``fingerprint``, or ``detect()``'s, kept."""
+        return self._recall(self._known_situations, self._situations, fingerprint, detect)
 
-    def situation(self, fingerprint: str) -> list[Occurrence] | None:
-        occurrences = self._known_situations.get(fingerprint)
-        if occurrences is not None:
-            self._situations[fingerprint] = occurrences
-        return occurrences
-
-    def keep_situation(self, fingerprint: str, occurrences: list[Occurrence]) -> None:
-        self._situations[fingerprint] = occurrences
-        self.found += 1
+    def _recall(self, known: dict, used: dict, fingerprint: str, find: Callable):
+        value = known.get(fingerprint)
+        if value is None:
+            value = find()
+            self.found += 1
+        used[fingerprint] = value
+        return value
 
     @property
     def changed(self) -> bool:

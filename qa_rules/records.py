@@ -136,8 +136,9 @@ class Conversation(_Record):
     def to_json(self) -> str:
         return record_json(self)
 
-    def write(self, out_dir: Path) -> Path:
-        return write_text_atomically(call_file(out_dir, self.call_id, ".conversation.json"), self.to_json())
+    def write(self, out_dir: Path, text: str | None = None) -> Path:
+        """``<call_id>.conversation.json``; ``text``: this record's :meth:`to_json`, when the caller has it."""
+        return write_text_atomically(call_file(out_dir, self.call_id, ".conversation.json"), text or self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> "Conversation":
@@ -246,8 +247,9 @@ class Measures(_Record):
     speakers: list[SpeakerMeasures] = Field(default_factory=list)
     """Per speaker over the call (level, noise floor, SNR); empty in measures written before."""
 
-    def write(self, out_dir: Path) -> Path:
-        return write_text_atomically(call_file(out_dir, self.call_id, ".measures.json"), record_json(self))
+    def write(self, out_dir: Path, text: str | None = None) -> Path:
+        """``<call_id>.measures.json``; ``text``: this record's JSON, when the caller has it."""
+        return write_text_atomically(call_file(out_dir, self.call_id, ".measures.json"), text or record_json(self))
 
     @classmethod
     def read(cls, path: Path) -> "Measures":

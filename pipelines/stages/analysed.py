@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa_rules.files import call_file, write_text_atomically
 from qa_rules.records import BadAudioError, CallSource, Conversation, Measures, record_json
 
 
@@ -33,8 +32,8 @@ class AnalysedCall:
         """``<call_id>.conversation.json`` and ``<call_id>.measures.json``, side by side; the two
         texts written (what the call's outcome record is keyed by: :func:`qa_rules.memo.content_key`)."""
         conversation, measures = self.conversation.to_json(), record_json(self.measures)
-        write_text_atomically(call_file(out_dir, self.conversation.call_id, ".conversation.json"), conversation)
-        write_text_atomically(call_file(out_dir, self.measures.call_id, ".measures.json"), measures)
+        self.conversation.write(out_dir, conversation)
+        self.measures.write(out_dir, measures)
         return conversation, measures
 
 
