@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -162,7 +163,14 @@ def write_text_atomically(path: Path, text: str) -> Path:
 
     The old file is removed just before the rename instead of being renamed over: renaming over a
     file makes ext4 (``auto_da_alloc``) write the new one's blocks out at once, which cost more
-    than writing it.  A reader may find no file for that moment, never half of one."""
+    than writing it.  A reader may find no file for that moment, never half of one.
+
+    A private file that already holds exactly ``text`` is left as it is: a re-score after a
+    rulebook change writes every call's conversation and measures again, unchanged, and creating,
+    removing and renaming a file cost ~0.4 ms where reading it to compare costs ~0.03 ms."""
+    data = text.encode("utf-8")
+    if _holds_already(path, data):
+        return path
     tmp = path.with_name(path.name + ".tmp")
     write_text_privately(tmp, text)
     try:
@@ -171,3 +179,28 @@ def write_text_atomically(path: Path, text: str) -> Path:
         pass
     os.rename(tmp, path)
     return path
+
+
+def _holds_already(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file of ours, owner-only, holding exactly ``data`` — never
+    through a link (a link is replaced by a file of its own, as any other write does)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != PRIVATE_FILE
+                or info.st_uid != os.geteuid() or info.st_size != len(data)):
+            return False
+        held = bytearray()
+        while len(held) <= len(data):  # one read more than the size: a file grown since is not the same
+            chunk = os.read(fd, len(data) + 1 - len(held))
+            if not chunk:
+                break
+            held += chunk
+        return held == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -56,3 +56,30 @@ def test_atomic_write_after_a_killed_run_reuses_its_leftover_temporary(tmp_path)
     write_text_atomically(card, "{}")
     assert card.read_text() == "{}"
     assert not (tmp_path / "c3.scorecard.json.tmp").exists()
+
+
+def test_an_unchanged_text_is_not_written_again_but_anything_else_about_the_file_is_mended(tmp_path):
+    """A re-score writes every call's conversation and measures again, unchanged: the file is left
+    alone (same inode, no temporary).  The same text in a file readable by others, or behind a link,
+    or a same-length different text, is still written as a new private file."""
+    card = tmp_path / "c4.conversation.json"
+    write_text_atomically(card, '{"text": "您好"}')
+    inode = os.stat(card).st_ino
+    write_text_atomically(card, '{"text": "您好"}')
+    assert os.stat(card).st_ino == inode
+    write_text_atomically(card, '{"text": "你好"}')  # same length in bytes, other text
+    assert card.read_text(encoding="utf-8") == '{"text": "你好"}' and os.stat(card).st_ino != inode
+
+    inode = os.stat(card).st_ino
+    os.chmod(card, 0o644)
+    write_text_atomically(card, '{"text": "你好"}')
+    assert _mode(card) == 0o600 and os.stat(card).st_ino != inode
+
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"text": "x"}')
+    os.chmod(target, 0o600)
+    link = tmp_path / "c5.conversation.json"
+    link.symlink_to(target)
+    write_text_atomically(link, '{"text": "x"}')
+    assert not link.is_symlink() and link.read_text() == '{"text": "x"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.conversation.json", "c5.conversation.json", "elsewhere.json"]
