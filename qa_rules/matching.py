@@ -20,8 +20,6 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from pypinyin import Style, lazy_pinyin
-from pypinyin.core import Pinyin
 from rapidfuzz import fuzz, process
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -38,7 +36,15 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
-_PINYIN = Pinyin()
+@lru_cache(maxsize=1)
+def _pypinyin():
+    """pypinyin's segmenter, ``lazy_pinyin`` and its toneless style, imported on the first reading:
+    its dictionaries take ~0.2 s to load, and a re-score whose every outcome is remembered
+    (:mod:`qa_rules.memo`) reads no pinyin at all."""
+    from pypinyin import Style, lazy_pinyin
+    from pypinyin.core import Pinyin
+
+    return Pinyin(), lazy_pinyin, Style.NORMAL
 
 
 def _keep(chars: str) -> list[str]:
@@ -53,16 +59,18 @@ def _pinyin_run(run: str) -> tuple[str, ...]:
     (its phrase dictionary, longest match first) and reads each word on its own, so a word's
     reading is kept once per process.  Cutting is cheap; reading is four fifths of the cost, and
     the words of one call recur in the next while its runs do not."""
-    syllables = [syllable for word in _PINYIN.seg(run) for syllable in _pinyin_word(word)]
+    segmenter, lazy_pinyin, normal = _pypinyin()
+    syllables = [syllable for word in segmenter.seg(run) for syllable in _pinyin_word(word)]
     if len(syllables) != len(run):  # defensive: pypinyin keeps one item per Han character
-        return tuple(lazy_pinyin(ch, style=Style.NORMAL)[0] for ch in run)
+        return tuple(lazy_pinyin(ch, style=normal)[0] for ch in run)
     return tuple(syllables)
 
 
 @lru_cache(maxsize=1 << 16)
 def _pinyin_word(word: str) -> tuple[str, ...]:
     """A word as pypinyin cut it reads the same alone: it is its own longest match."""
-    return tuple(lazy_pinyin(word, style=Style.NORMAL, errors=_keep))
+    _, lazy_pinyin, normal = _pypinyin()
+    return tuple(lazy_pinyin(word, style=normal, errors=_keep))
 
 
 _TOKEN = re.compile(r"(?P<cjk>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|[a-z0-9]+(?:'[a-z]+)?")

@@ -41,9 +41,9 @@ def engine_code_hash() -> str:
     matches phrases (pinyin, fuzzy ratios, numpy) and of Python's Unicode tables.  Changing any of
     them changes every fingerprint, so no outcome outlives the code that found it."""
     import unicodedata
+    from importlib.metadata import version
 
     import numpy
-    import pypinyin
     import rapidfuzz
 
     digest = hashlib.sha256()
@@ -51,7 +51,7 @@ def engine_code_hash() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
-    for version in (sys.version_info[:2], unicodedata.unidata_version, pypinyin.__version__,
+    for version in (sys.version_info[:2], unicodedata.unidata_version, version("pypinyin"),
                     rapidfuzz.__version__, numpy.__version__):
         digest.update(repr(version).encode())
     return digest.hexdigest()

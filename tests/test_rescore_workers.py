@@ -81,7 +81,7 @@ def test_score_leaves_its_heap_to_the_exit_only_after_every_file_is_written(tmp_
     code, output = _callqa_main("score", str(tmp_path / "saved"), "--out", str(out), out=out)
     assert code == 3, output  # partial: one call could not be scored
     frozen, cards = [line for line in output.splitlines() if line.startswith("AT-EXIT")][0].split()[1:]
-    assert int(frozen.removeprefix("frozen=")) > 100_000, output
+    assert int(frozen.removeprefix("frozen=")) > 20_000, output  # the engine, records, rulebook: all frozen
     assert cards == "cards=2" and (out / "summary.csv").is_file(), output
 
     code, output = _callqa_main("models", "--help", out=out)
