@@ -324,3 +324,35 @@ def test_a_hash_that_cannot_be_remembered_is_still_given(tmp_path):
         (tmp_path / "cache").mkdir(mode=0o500)
     recording = _recording(tmp_path / "call.wav", 5)
     assert cache.AudioHashes(tmp_path / "cache").sha256(recording) == cache.audio_sha256(recording)
+
+
+def test_a_scoring_process_collects_cycles_by_count_not_by_allocation():
+    """Scoring processes run without automatic cycle collection (a call allocates tens of thousands
+    of objects and leaves no cycle), yet a cycle left behind is freed within
+    ``COLLECT_EVERY_CALLS`` calls — a long re-score does not grow without bound."""
+    import gc
+    import weakref
+
+    from pipelines.shell import batch
+
+    class Node:
+        pass
+
+    was_enabled = gc.isenabled()
+    try:
+        batch._worker_collects_by_count()
+        assert not gc.isenabled()
+        cycle = Node()
+        cycle.me = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        batch._scored_since_collection = 0
+        for _ in range(batch.COLLECT_EVERY_CALLS - 1):
+            batch._collect_now_and_then()
+        assert alive() is not None, "collected before its count: the collector was not off"
+        batch._collect_now_and_then()
+        assert alive() is None, "the cycle left by a call was never collected"
+    finally:
+        batch._scored_since_collection = 0
+        if was_enabled:
+            gc.enable()
