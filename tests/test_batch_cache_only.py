@@ -356,3 +356,23 @@ def test_a_scoring_process_collects_cycles_by_count_not_by_allocation():
         batch._scored_since_collection = 0
         if was_enabled:
             gc.enable()
+
+
+def test_claimed_calls_go_to_the_scoring_processes_a_few_at_a_time(tmp_path):
+    """Five calls are two jobs: four together, and the last one sent alone when the batch is about
+    to wait for it (without that flush the batch would wait forever)."""
+    opened, answers = _cached_batch(tmp_path, "jobs")
+    analyses = {c: a for c, a in answers.items() if isinstance(a, batch.CallAnalysis)}
+    sent: list[list[str]] = []
+    with batch.ScoringPool(opened, analyses, 2) as pool:
+        real = pool._pool.submit
+
+        def counting(fn, calls):
+            sent.append([call_id for call_id, _ in calls])
+            return real(fn, calls)
+
+        pool._pool.submit = counting
+        result = opened.run(batch.CacheOnlySteps(answers, pool))
+    assert sorted(result.done) == sorted(SAVED)
+    assert [len(job) for job in sent] == [batch.CALLS_PER_JOB, len(SAVED) - batch.CALLS_PER_JOB]
+    assert sorted(call for job in sent for call in job) == sorted(SAVED)

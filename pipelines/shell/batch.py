@@ -232,6 +232,10 @@ class BatchSteps(Protocol):
     def analyse(self, call: CallSource, settings: Settings, cache_dir: str, limit: str) -> Future:
         """Start the call's analysis; a future of its :class:`CallAnalysis`."""
 
+    def flush(self) -> None:
+        """Start whatever :meth:`analyse` holds back to send with later calls: the batch is about
+        to wait for a call to finish, and nothing else would send them."""
+
     def score_and_store(self, call_id: str, analysis: CallAnalysis, rulebooks: "Rulebooks", out_dir: str, store: Store,
                         worker: str, input_key: str, rulebook_key: str, redact: bool) -> SummaryRow:
         """Score the call (with its language's rulebook), write its files, replace its rows in the
@@ -288,6 +292,10 @@ class CacheOnlySteps:
             future.set_result(answer)
         return future
 
+    def flush(self) -> None:
+        if self._pool is not None:
+            self._pool.flush()
+
     def score_and_store(self, call_id: str, analysis: CallAnalysis, rulebooks: "Rulebooks", out_dir: str, store: Store,
                         worker: str, input_key: str, rulebook_key: str, redact: bool) -> SummaryRow:
         scored = self._pool.scored_of(call_id) if self._pool is not None else None
@@ -328,13 +336,19 @@ class ScoringPool:
     writes the store, the batch's bottleneck once outcomes are reused); an error is returned as what
     the batch needs to record it (its type and message) — so one bad call fails alone, as in-process.
     A worker that dies (killed, out of memory) costs nothing either: its calls are scored in the
-    batch's process (:meth:`scored_of` gives ``None``), and so is every call after it."""
+    batch's process (:meth:`scored_of` gives ``None``), and so is every call after it.
+
+    Claimed calls go to the workers :data:`CALLS_PER_JOB` at a time (:meth:`flush` sends fewer when
+    the batch is about to wait): a job costs this thread ~0.3 ms to send and take back, as much as
+    storing the call, and four calls a job pay it once."""
 
     def __init__(self, batch: "Batch", analyses: dict[str, CallAnalysis], workers: int) -> None:
         self._batch, self._analyses, self._workers = batch, analyses, workers
-        self.window = 4 * workers
-        """Calls in flight: enough that every worker has the next call while this thread stores."""
+        self.window = 2 * workers * CALLS_PER_JOB + CALLS_PER_JOB
+        """Calls in flight: a job being scored and one waiting per worker while this thread stores,
+        and the calls gathering for the next job."""
         self._scored: dict[str, tuple[ScoredRows, SummaryRow]] = {}
+        self._gathered: list[tuple[str, CallAnalysis, Future]] = []
         self._pool = None
 
     def __enter__(self) -> "ScoringPool":
@@ -367,37 +381,60 @@ class ScoringPool:
             gc.unfreeze()
 
     def score(self, call_id: str, analysis: CallAnalysis) -> Future:
-        """A future of ``analysis``, done when a worker has scored it (:meth:`scored_of` then has its rows)."""
+        """A future of ``analysis``, done when a worker has scored it (:meth:`scored_of` then has its
+        rows).  The call is sent with the next ones, :data:`CALLS_PER_JOB` a job, or by :meth:`flush`."""
         done: Future = Future()
-        # a call read after planning (not in what the workers inherited) travels with its job
-        travelling = None if self._analyses.get(call_id) is analysis else analysis
-        try:
-            job = self._pool.submit(_score_forked, call_id, travelling)
-        except BrokenProcessPool:
-            done.set_result(analysis)
-            return done
-        job.add_done_callback(lambda finished: self._settle(finished, call_id, analysis, done))
+        self._gathered.append((call_id, analysis, done))
+        if len(self._gathered) >= CALLS_PER_JOB:
+            self.flush()
         return done
+
+    def flush(self) -> None:
+        """Send the calls gathered so far as one job."""
+        group, self._gathered = self._gathered, []
+        if not group:
+            return
+        # a call read after planning (not in what the workers inherited) travels with its job
+        sent = [(call_id, None if self._analyses.get(call_id) is analysis else analysis) for call_id, analysis, _ in group]
+        try:
+            job = self._pool.submit(_score_forked_calls, sent)
+        except BrokenProcessPool:
+            for _, analysis, done in group:
+                done.set_result(analysis)
+            return
+        job.add_done_callback(lambda finished: self._settle(finished, group))
 
     def scored_of(self, call_id: str) -> tuple[ScoredRows, SummaryRow] | None:
         """The store rows and summary row a worker made for the call (once), ``None`` when the call
         is to be scored here."""
         return self._scored.pop(call_id, None)
 
-    def _settle(self, job: Future, call_id: str, analysis: CallAnalysis, done: Future) -> None:
+    def _settle(self, job: Future, group: list[tuple[str, CallAnalysis, Future]]) -> None:
         try:
-            kind, payload = job.result()
-        except BrokenProcessPool:
-            done.set_result(analysis)  # the worker died, not the call: scored in the batch's process
+            answers = job.result()
+        except BrokenProcessPool:  # the worker died, not the calls: scored in the batch's process
+            for _, analysis, done in group:
+                done.set_result(analysis)
             return
-        except BaseException as exc:  # noqa: BLE001 - a job that could not even be sent: the call's failure
-            done.set_exception(exc)
+        except BaseException as exc:  # noqa: BLE001 - a job that could not even be sent: its calls' failure
+            for _, _, done in group:
+                done.set_exception(exc)
             return
-        if kind == "scored":
-            self._scored[call_id] = payload
-            done.set_result(analysis)
-        else:
-            done.set_exception(_rebuilt_error(kind, payload))
+        for (call_id, analysis, done), (kind, payload) in zip(group, answers):
+            if kind == "scored":
+                self._scored[call_id] = payload
+                done.set_result(analysis)
+            else:
+                done.set_exception(_rebuilt_error(kind, payload))
+
+
+CALLS_PER_JOB = 4
+"""Calls a scoring process is sent at a time (:class:`ScoringPool`)."""
+
+
+def _score_forked_calls(calls: list[tuple[str, CallAnalysis | None]]) -> list[tuple[str, object]]:
+    """In a worker: :func:`_score_forked` for each call of a job, in order."""
+    return [_score_forked(call_id, travelling) for call_id, travelling in calls]
 
 
 COLLECT_EVERY_CALLS = 256
@@ -543,11 +580,16 @@ class Batch:
                 _record_failure(store, worker, call, f"internal error ({type(exc).__name__}: {exc})", result, rows)
                 notify(call.call_id, "failed")
 
+        def next_finished():
+            if finished.empty():  # about to wait: calls the steps hold back must go now
+                steps.flush()
+            return finished.get()
+
         window = steps.window or min(self.gpu_slots + 1, MAX_IN_FLIGHT)
         with steps.model_limit(worker, self.gpu_slots) as limit:
             for call in calls:
                 while len(in_flight) >= window:
-                    record(finished.get())
+                    record(next_finished())
                 # claimed only when about to be submitted: calls not started yet stay free for other workers
                 input_key = call_input_key(call, settings)
                 if not store.claim(call.call_id, worker, input_key, self.rulebook_key, force=self.force):
@@ -558,7 +600,7 @@ class Batch:
                 in_flight[future] = (call, input_key)
                 future.add_done_callback(finished.put)
             while in_flight:
-                record(finished.get())
+                record(next_finished())
         # The summary covers every call of the source, including those finished earlier or elsewhere.
         rows += rows_from_store(store, {c.call_id for c in calls} - {r.call_id for r in rows})
         result.summary_html = steps.summarise(rows, str(self.out_dir), self.rulebook_label, result)
