@@ -31,3 +31,25 @@ def callqa_stopped(*args: str, setup: str = "") -> str:
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, output
     return errors[0]
+
+
+# The real command line (`main`, the console script's entry), with a report at exit of how many
+# objects the collector had been told to leave alone (``gc.freeze``) and whether the files are there.
+_EXIT_DRIVER = """
+import atexit, gc, os, sys
+from pathlib import Path
+out = Path(os.environ["EXIT_CHECK_OUT"])
+atexit.register(lambda: print("AT-EXIT frozen=%d cards=%d" % (gc.get_freeze_count(), len(list(out.glob("*.scorecard.json")))
+                                                              if out.is_dir() else 0)))
+sys.argv = ["callqa", *sys.argv[1:]]
+from pipelines.shell.cli import main
+main()
+"""
+
+
+def callqa_main_at_exit(*args: str, out: Path) -> tuple[int, str]:
+    """``callqa ARGS`` through ``main``; its exit code and output, with the ``AT-EXIT`` line."""
+    root = ROOT
+    proc = subprocess.run([sys.executable, "-c", _EXIT_DRIVER, *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "EXIT_CHECK_OUT": str(out)}, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_support import callqa_main_at_exit as _callqa_main
 from pipelines.shell.rescore import rescore_files, worker_count
 
 SAVED = Path(__file__).parent / "fixtures" / "calls"
@@ -46,29 +47,6 @@ def test_two_workers_write_what_one_writes_in_the_same_order(tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
-# The real command line (`main`, the console script's entry), with a report at exit of how many
-# objects the collector had been told to leave alone (``gc.freeze``) and whether the files are there.
-_EXIT_DRIVER = """
-import atexit, gc, os, sys
-from pathlib import Path
-out = Path(os.environ["EXIT_CHECK_OUT"])
-atexit.register(lambda: print("AT-EXIT frozen=%d cards=%d" % (gc.get_freeze_count(), len(list(out.glob("*.scorecard.json")))
-                                                              if out.is_dir() else 0)))
-sys.argv = ["callqa", *sys.argv[1:]]
-from pipelines.shell.cli import main
-main()
-"""
-
-
-def _callqa_main(*args: str, out: Path) -> tuple[int, str]:
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", _EXIT_DRIVER, *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(root), "EXIT_CHECK_OUT": str(out)}, timeout=300)
-    return proc.returncode, proc.stdout + proc.stderr
 
 
 def test_score_leaves_its_heap_to_the_exit_only_after_every_file_is_written(tmp_path):

@@ -206,6 +206,7 @@ def run(
             _fail(problem)
     if json_result:
         json_result.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    leave_heap_at_exit()  # every call's files, the summary and the store are written (~0.2 s at exit)
     console.print(
         f"{len(result.done)} scored ({len(result.transcribed)} transcribed, {len(result.cached)} from cache), "
         f"{len(result.skipped)} already finished or held by another worker, {len(result.failed)} failed"
@@ -449,10 +450,12 @@ _leave_heap_at_exit = False
 def leave_heap_at_exit() -> None:
     """Ask :func:`main` to skip Python's last cycle collection when this process exits.
 
-    Called by a command once everything it writes is written and closed.  The rule engine's
-    dictionaries (pypinyin's readings) are hundreds of thousands of small lists; the collection
-    Python runs at exit walks them all to find nothing, about 0.2 s of a `callqa score` that scores
-    500 calls in 2.5 s (measured by bench/bench_rescore.py).  ``gc.freeze()`` moves them out of the
+    Called by a command once everything it writes is written and closed (`score`, and `run` once
+    the batch is done).  A command's heap is hundreds of thousands of objects (the rule engine and
+    pypinyin's readings, SQLAlchemy's and pydantic's classes); the collection Python runs at exit
+    walks them all to find nothing: about 0.2 s of a `callqa score` that scores 500 calls in 2.5 s
+    (bench/bench_rescore.py), and 0.2 s of a 500-call `callqa run` after a rulebook change (2.6 s →
+    2.4 s here, bench/bench_rerun.py).  ``gc.freeze()`` moves them out of the
     collector's reach; memory is returned by the process's exit as always, and ``atexit``
     handlers, file closing and logging's shutdown still run.  Only through :func:`main`, the real
     command line: a process that goes on (a test calling the app) keeps its collector whole."""
