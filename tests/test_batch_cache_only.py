@@ -395,3 +395,33 @@ def test_run_leaves_its_heap_to_the_exit_only_after_the_batch_is_written(tmp_pat
     assert (out / "summary.html").is_file()
     assert {r.call_id: r.status for r in Store(default_store_url(out)).calls()} == {
         "zh_good_stereo": "done", "en_no_closing": "done"}
+
+
+def test_the_analysis_key_worked_out_once_per_batch_is_the_key_the_cache_was_filled_under(tmp_path):
+    """A batch works out the settings' and the model's part of the key once (:func:`analysis_basis`);
+    the key must stay the one every earlier run filled the cache under — a changed key would send
+    every cached call back to the models."""
+    import hashlib
+
+    from models.model_store import ModelStore
+    from pipelines.shell.cache import (
+        ANALYSIS_VERSION, CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION, analysis_basis,
+    )
+
+    settings = Settings.load()
+    model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
+    model_bin = model_dir / "model.bin"
+    audio = "ab" * 32
+    for channel_map in (None, "left"):
+        every_part = {  # the key as runs before this change wrote it, part by part
+            "audio": audio, "asr_model": model_dir.name,
+            "asr_model_bytes": model_bin.stat().st_size if model_bin.exists() else None,
+            "transcription": settings.transcription_options().as_dict(),
+            "diarization": settings.diarization_options().as_dict(),
+            "segmentation": str(settings.segmentation or "store"), "embedding": str(settings.embedding or "store"),
+            "language": settings.language, "channel_map": channel_map or settings.agent_channel,
+            "versions": [ANALYSIS_VERSION, CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION],
+        }
+        expected = hashlib.sha256(json.dumps(every_part, sort_keys=True, default=str).encode()).hexdigest()[:40]
+        assert analysis_key(audio, settings, model_dir, channel_map) == expected
+        assert analysis_key(audio, settings, None, channel_map, basis=analysis_basis(settings, model_dir)) == expected

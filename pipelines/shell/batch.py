@@ -34,7 +34,7 @@ from models.errors import ModelUnavailableError
 from pipelines.reports.summary import SummaryRow, rows_from_store, write_summary
 from pipelines.results.store import ScoredRows, Store, default_store_url, display_url, scored_rows, worker_identity
 from pipelines.settings import Settings
-from pipelines.shell.cache import AnalysisCache, AudioHashes, analysis_key
+from pipelines.shell.cache import AnalysisCache, AudioHashes, analysis_basis, analysis_key
 from pipelines.shell.sources import SourceCalls
 from pipelines.stages.analysed import AnalysedCall, readable_audio
 from qa_rules.files import OutOfSpaceError, OutsideOutputError, disk_full, first_line, make_private_dir
@@ -139,23 +139,30 @@ class CallAnalysis:
 
 
 # ---------------------------------------------------------------------------- one call
-def cached_analysis(call: CallSource, settings: Settings, cache_dir: str,
-                    deferred: bool = False) -> tuple[str, CallAnalysis | None]:
+def cached_analysis(call: CallSource, settings: Settings, cache_dir: str, deferred: bool = False,
+                    basis: Callable[[], dict] | None = None) -> tuple[str, CallAnalysis | None]:
     """The call's analysis key, and its analysis from the content-keyed cache when it is there
     (renamed to this call: the cache is keyed by content, not by name).  Bad input (a missing or
     unreadable file) raises its :class:`CallError` here, before any model is thought of.
 
-    ``deferred``: the entry is only found here, and read when the analysis is first asked for."""
-    from models.model_store import ModelStore
-
+    ``deferred``: the entry is only found here, and read when the analysis is first asked for.
+    ``basis``: gives the key's part from the settings and the model (:func:`analysis_basis`), kept by
+    a batch for all its calls."""
     path = readable_audio(call)
-    model_dir = ModelStore(settings.model_store).whisper(settings.asr_model)
-    key = analysis_key(AudioHashes(cache_dir).sha256(path), settings, model_dir, call.channel_map)
+    parts = basis() if basis is not None else analysis_basis_of(settings)
+    key = analysis_key(AudioHashes(cache_dir).sha256(path), settings, None, call.channel_map, basis=parts)
     if deferred:
         found = AnalysisCache(Path(cache_dir)).has(key)
         return key, CallAnalysis(key, True, load=partial(read_cached_analysis, call, cache_dir, key)) if found else None
     analysed = _analysed_from_cache(call, cache_dir, key)
     return key, None if analysed is None else CallAnalysis(key, True, analysed)
+
+
+def analysis_basis_of(settings: Settings) -> dict:
+    """:func:`analysis_basis` of the settings and their Whisper model in the local store."""
+    from models.model_store import ModelStore
+
+    return analysis_basis(settings, ModelStore(settings.model_store).whisper(settings.asr_model))
 
 
 def _analysed_from_cache(call: CallSource, cache_dir: str, key: str) -> AnalysedCall | None:
@@ -512,19 +519,34 @@ class Batch:
     gpu_slots: int
     force: bool
     notify: Callable[[str, str], None]
+    _input_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    _basis: dict | None = field(default=None, repr=False)
+
+    def input_key(self, call: CallSource) -> str:
+        """:func:`call_input_key`, worked out once per call of this batch (planning, then claiming)."""
+        key = self._input_keys.get(call.call_id)
+        if key is None:
+            key = self._input_keys[call.call_id] = call_input_key(call, self.settings)
+        return key
+
+    def analysis_basis(self) -> dict:
+        """The analysis key's part from the settings and the model, once per batch."""
+        if self._basis is None:
+            self._basis = analysis_basis_of(self.settings)
+        return self._basis
 
     def answers_from_cache(self) -> dict[str, "CallAnalysis | CallError"] | None:
         """Every call the batch would take up, answered without a model: its analysis from the
         cache, or the bad-input error that fails it; ``None`` as soon as one call needs the models.
         Calls finished with the same inputs (or held by a live worker) need no answer."""
         answers: dict[str, CallAnalysis | CallError] = {}
-        inputs = {call.call_id: call_input_key(call, self.settings) for call in self.source.calls}
+        inputs = {call.call_id: self.input_key(call) for call in self.source.calls}
         wanted = self.store.wanted(inputs, self.rulebook_key, self.force)
         for call in self.source.calls:
             if call.call_id not in wanted:
                 continue
             try:
-                answer = cached_analysis(call, self.settings, self.cache_folder, deferred=True)[1]
+                answer = cached_analysis(call, self.settings, self.cache_folder, deferred=True, basis=self.analysis_basis)[1]
             except CallError as exc:
                 answer = exc
             if answer is None:
@@ -591,7 +613,7 @@ class Batch:
                 while len(in_flight) >= window:
                     record(next_finished())
                 # claimed only when about to be submitted: calls not started yet stay free for other workers
-                input_key = call_input_key(call, settings)
+                input_key = self.input_key(call)
                 if not store.claim(call.call_id, worker, input_key, self.rulebook_key, force=self.force):
                     result.skipped.append(call.call_id)
                     notify(call.call_id, "skipped")

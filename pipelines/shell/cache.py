@@ -75,10 +75,23 @@ def _file_identity(path: Path) -> str:
                                 stat.st_ctime_ns)))
 
 
-def analysis_key(audio_hash: str, settings, model_dir: Path, channel_map: str | None) -> str:
-    model_bin = Path(model_dir) / "model.bin"
+def analysis_key(audio_hash: str, settings, model_dir: Path, channel_map: str | None,
+                 basis: dict | None = None) -> str:
+    """The cache key of a recording's analysis: its content, the model and every setting that
+    shapes what the analysis holds.  ``basis``: :func:`analysis_basis` of the same settings and
+    model, worked out once for a batch's calls instead of once per call (the key is the same)."""
     parts = {
+        **(basis if basis is not None else analysis_basis(settings, model_dir)),
         "audio": audio_hash,
+        "channel_map": channel_map or settings.agent_channel,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def analysis_basis(settings, model_dir: Path) -> dict:
+    """What :func:`analysis_key` takes from the settings and the model, the same for every call."""
+    model_bin = Path(model_dir) / "model.bin"
+    return {
         "asr_model": Path(model_dir).name,
         "asr_model_bytes": model_bin.stat().st_size if model_bin.exists() else None,
         "transcription": settings.transcription_options().as_dict(),
@@ -86,10 +99,8 @@ def analysis_key(audio_hash: str, settings, model_dir: Path, channel_map: str | 
         "segmentation": str(settings.segmentation or "store"),
         "embedding": str(settings.embedding or "store"),
         "language": settings.language,
-        "channel_map": channel_map or settings.agent_channel,
         "versions": [ANALYSIS_VERSION, CONVERSATION_SCHEMA_VERSION, MEASURES_SCHEMA_VERSION],
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
 class AnalysisCache:

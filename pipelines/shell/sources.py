@@ -113,12 +113,15 @@ def read_source(source: str | Path) -> SourceCalls:
     if path.is_file() and path.suffix.lower() == ".csv":
         return _read_manifest(path)
     calls, rejected = [], []
+    roots: dict[Path, Path] = {}  # a folder's calls share their root: resolved once, not per call
     for audio, root in _collect_with_roots([source]):
         problem = call_id_problem(audio.stem)
         if problem:
             rejected.append(Rejected(f"file {_printable(str(audio))}", f"{problem} — rename the file"))
         else:
-            calls.append(CallSource(call_id=audio.stem, path=audio, root=_resolved(root)))
+            if root not in roots:
+                roots[root] = _resolved(root)
+            calls.append(CallSource(call_id=audio.stem, path=audio, root=roots[root]))
     return _refuse_duplicates(SourceCalls(calls, rejected), {c.call_id: [str(c.path)] for c in calls}, by_line=False)
 
 
