@@ -114,10 +114,14 @@ def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
     out = Path(out_dir)
     name = f"{call_id}{suffix}"
     path = out / name
+    # a plain name (no separator, not "." or "..") lands in the folder itself unless the file there
+    # is a link: only then, or for a name that is not plain, is the whole path resolved and checked
+    # (one lstat a file, not a walk of the folder's path)
+    plain = name not in ("", ".", "..") and "/" not in name and not (os.altsep and os.altsep in name)
+    if plain and path.name == name and not os.path.islink(path):
+        return path
     base = _resolved_folder(os.path.abspath(out))
-    # a name without a separator resolves to its folder's place unless the file is itself a link:
-    # only then (or for a name that is not one) is the whole path resolved (one lstat, not a walk)
-    target = path.resolve() if path.name != name or os.path.islink(path) else base / name
+    target = path.resolve()
     if path.name != name or target.parent != base:
         raise OutsideOutputError(
             f"call id {call_id!r} would write {target}, outside the output folder {base} — refused"

@@ -74,10 +74,12 @@ def test_a_store_written_by_the_previous_version_upgrades_in_place(tmp_path):
     store = Store(url)
 
     with sqlite3.connect(tmp_path / "callqa.db") as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
         after = {t: connection.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in before}
-    for table in ("calls", "utterances", "flags", "reviews"):
+    for table in ("utterances", "flags", "reviews"):
         assert after[table] == before[table], table
+    assert [row[:len(before["calls"][0])] for row in after["calls"]] == before["calls"]  # + rows_digest, empty
+    assert all(row[-1] is None for row in after["calls"])
     assert [row[:9] for row in after["rule_results"]] == [row[:9] for row in before["rule_results"]]  # + titles
     with Session(store.engine) as session:
         rules = list(session.scalars(sa.select(RuleResultRow).order_by(RuleResultRow.id)))
@@ -137,7 +139,7 @@ def test_workers_opening_a_fresh_sqlite_store_together_all_succeed(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     _open_at_once(url, 3)
     with sqlite3.connect(tmp_path / "shared.db") as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
 
 
 def test_postgres_store_upgrades_in_place_and_fresh_stores_open_concurrently():
@@ -166,7 +168,7 @@ def test_postgres_store_upgrades_in_place_and_fresh_stores_open_concurrently():
         _open_at_once(fresh, 3)
         engine = sa.create_engine(fresh)
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [("0002",)]
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [("0003",)]
         engine.dispose()
 
 

@@ -167,3 +167,44 @@ def test_unchanged_scoring_rows_are_kept_and_changed_ones_rewritten(built, tmp_p
     # fewer flags than stored: the flag rows follow the card
     store.save(CALL, "w4", "same-input", "edited", conversation, measures, edited.model_copy(update={"flags": []}))
     assert _scoring_rows(store)["flags"] == []
+
+
+def _digest(store: Store, call_id: str = CALL) -> str | None:
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT rows_digest FROM calls WHERE call_id = :c"), {"c": call_id}).scalar()
+
+
+def _set_digest(store: Store, value: str | None, call_id: str = CALL) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE calls SET rows_digest = :d WHERE call_id = :c"), {"d": value, "c": call_id})
+
+
+def test_the_rows_digest_says_which_tables_to_rewrite_and_without_one_the_rows_are_compared(built, tmp_path):
+    """Each save keeps a digest per table of the rows it wrote (``calls.rows_digest``); the next
+    save rewrites exactly the tables whose digest changed and keeps the others (same ids).  A call
+    with no digest (saved before the store kept one) or one of another format has its rows compared
+    instead — and is given a digest."""
+    from qa_rules.records import Flag
+
+    store = copy_store(built, tmp_path).store
+    conversation, measures = _analysis(built)
+    card = score_and_report(conversation, measures, tmp_path / "out")
+    store.save(CALL, "w1", "same-input", "rk", conversation, measures, card)
+    before, utterances, digest = _scoring_rows(store), _utterances(store), _digest(store)
+    assert digest and digest.startswith("r1:")
+
+    flagged = card.model_copy(update={"flags": [*card.flags, Flag(reason="checked by hand")]})
+    store.save(CALL, "w2", "same-input", "rk", conversation, measures, flagged)
+    after = _scoring_rows(store)
+    assert [row[1:] for row in after["flags"]] == [(f.reason, f.rule_id) for f in flagged.flags]
+    assert after["rule_results"] == before["rule_results"] and _utterances(store) == utterances
+    assert _digest(store) != digest
+
+    for unknown in (None, "r0:" + ":".join(["0" * 16] * 5)):  # before digests; a format this code does not read
+        _set_digest(store, unknown)
+        store.save(CALL, "w3", "same-input", "rk", conversation, measures, card)  # the extra flag goes again
+        assert _scoring_rows(store) == before | {"flags": _scoring_rows(store)["flags"]}
+        assert [row[1:] for row in _scoring_rows(store)["flags"]] == [(f.reason, f.rule_id) for f in card.flags]
+        assert _utterances(store) == utterances and _digest(store) == digest
+        store.save(CALL, "w4", "same-input", "rk", conversation, measures, flagged)
+        assert [row[1:] for row in _scoring_rows(store)["flags"]] == [(f.reason, f.rule_id) for f in flagged.flags]
