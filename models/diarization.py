@@ -20,30 +20,9 @@ import numpy as np
 
 from models.device import DeviceChoice
 from models.errors import ModelUnavailableError
+from models.options import DiarizationOptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DiarizationOptions:
-    num_speakers: int | None = None
-    """Exact speaker count; ``None`` lets clustering decide between min and max."""
-    min_speakers: int | None = 2
-    max_speakers: int | None = 3
-    clustering_threshold: float = 0.7
-    """Cosine-distance threshold of agglomerative clustering when the count is free."""
-    min_cluster_size: int = 12
-    min_duration_off: float = 0.0
-    batch_size: int = 32
-    segmentation_step: float = 0.2
-    """Step of the 10 s segmentation window, as a share of the window: a chunk every 2 s.  Every
-    chunk costs one CAM++ embedding per active speaker — nearly all of diarization's time — so the
-    step sets its cost.  Measured (``bench/bench_diarization.py``, 570 s of AMI clips, pyannote's
-    telephone sample and the mono dev calls): pooled DER 0.143 at pyannote's default 0.1 and at
-    0.2, 0.152 at 0.3; CPU seconds per audio second 0.21 → 0.12 → 0.08."""
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from models.device import DeviceChoice
 from models.errors import DeviceOutOfMemoryError, ModelUnavailableError
+from models.options import TranscriptionOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +44,6 @@ class RecognisedSegment:
     avg_logprob: float
     no_speech_prob: float
     words: list[RecognisedWord] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TranscriptionOptions:
-    """Decoding settings that change the output (and therefore belong in a cache key)."""
-
-    beam_size: int = 5
-    vad_filter: bool = True
-    """Silero VAD before decoding: without it Whisper drops speech that follows a long hold."""
-    vad_min_silence_ms: int = 500
-    vad_threshold: float = 0.35
-    """Below Silero's 0.5 default: keeps quiet agents and soft word endings (measured: fewer
-    dropped syllables on the Mandarin reference clips)."""
-    condition_on_previous_text: bool = False
-    """Off: one misheard turn must not contaminate the next speaker's text."""
-    initial_prompt: str | None = None
-    mode: Literal["batched", "sequential"] = "batched"
-    """``batched``: all speech chunks of a call's signals decoded together (faster); ``sequential``:
-    faster-whisper's one-window-at-a-time decoding with temperature fallback."""
-    batch_size: int = 8
-    """Chunks decoded at once in batched mode: speed and memory only — each chunk is decoded on its
-    own whatever its neighbours, so it stays out of :meth:`as_dict` (the cache key)."""
-
-    def as_dict(self) -> dict[str, object]:
-        out = dict(self.__dict__)
-        del out["batch_size"]
-        return out
 
 
 class Transcriber:

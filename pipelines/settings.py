@@ -16,9 +16,8 @@ import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from models.diarization import DiarizationOptions
 from models.model_store import default_store_root
-from models.transcription import TranscriptionOptions
+from models.options import DiarizationOptions, TranscriptionOptions
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("callqa_config_file", default=None)

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 from statistics import median
 
-import numpy as np
 
 from qa_rules.records import HOLD_MIN_WAIT_S, Conversation, Measures, hold_seconds, is_hold
 
@@ -45,6 +44,8 @@ def _linear_percentile(values: list[float], q: float) -> float:
     numpy does — the same index, weight and interpolation, so the same double — without numpy's
     ~0.2 ms of set-up per call.  Anything but finite Python floats goes to numpy itself."""
     if not all(type(v) is float and v - v == 0.0 for v in values) or type(q) not in (int, float):
+        import numpy as np
+
         return float(np.percentile(values, q))
     ordered = sorted(values)
     n = len(ordered)

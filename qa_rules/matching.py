@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
-import numpy as np
 from rapidfuzz import fuzz, process
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -383,6 +382,10 @@ class DocSet:
             if not texts:
                 continue
             # the array's own nonzero(): np.nonzero() wraps it in Python dispatch on every call
+            # (numpy is imported here, by the first fuzzy search: a re-score whose outcomes are all
+            # remembered, :mod:`qa_rules.memo`, never searches and never loads it)
+            import numpy as np
+
             hit_rows, hit_cols = process.cdist(queries, texts, scorer=fuzz.ratio, score_cutoff=batch.bar,
                                                dtype=np.uint8).nonzero()
             for q, k in zip(hit_rows.tolist(), hit_cols.tolist()):

@@ -41,9 +41,8 @@ def engine_code_hash() -> str:
     matches phrases (pinyin, fuzzy ratios, numpy) and of Python's Unicode tables.  Changing any of
     them changes every fingerprint, so no outcome outlives the code that found it."""
     import unicodedata
-    from importlib.metadata import version
+    from importlib.metadata import version as installed
 
-    import numpy
     import rapidfuzz
 
     digest = hashlib.sha256()
@@ -51,8 +50,8 @@ def engine_code_hash() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
-    for version in (sys.version_info[:2], unicodedata.unidata_version, version("pypinyin"),
-                    rapidfuzz.__version__, numpy.__version__):
+    for version in (sys.version_info[:2], unicodedata.unidata_version, installed("pypinyin"),
+                    rapidfuzz.__version__, installed("numpy")):
         digest.update(repr(version).encode())
     return digest.hexdigest()
 

@@ -22,6 +22,9 @@ PREFECT_RUN = ("prefect.flow_engine", "prefect.server.api.server")
 Prefect server configured, starts neither."""
 PREFECT = ("prefect",)
 """Not even imported by a cache-only run where nothing could configure a Prefect server."""
+RULE_DATA = ("numpy", "pypinyin")
+"""Loaded by the rule engine only when it judges a rule (fuzzy phrase search, pinyin readings): a
+rulebook change whose rules' outcomes are all remembered (``qa_rules.memo``) loads neither."""
 
 # Runs the real CLI in this interpreter, then reports which heavy modules it imported.
 DRIVER = textwrap.dedent(
@@ -34,7 +37,7 @@ DRIVER = textwrap.dedent(
         heavy = {heavy!r}
         print("IMPORTED=" + json.dumps([m for m in heavy if m in sys.modules]))
     """
-).format(heavy=HEAVY + PREFECT_RUN + PREFECT)
+).format(heavy=HEAVY + PREFECT_RUN + PREFECT + RULE_DATA)
 
 
 def _env(prefect_home: Path | None = None) -> dict[str, str]:
@@ -73,6 +76,7 @@ def test_finished_batch_and_cached_rescore_import_no_speech_models(real_data, tm
     assert "faster_whisper" in imported  # the check below can fail: a run that transcribes imports it
     assert "prefect.flow_engine" in imported  # ... and so can the Prefect one: model work is a flow run
     assert "pyannote.audio" not in imported and "lightning" not in imported  # a stereo call needs no diarizer
+    assert "numpy" in imported  # the reporting of RULE_DATA works: the checks below can fail
 
     # nothing to do: every call finished with the same inputs
     # (Prefect's home an empty folder: nothing on this machine can name a Prefect server)
