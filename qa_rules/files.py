@@ -114,11 +114,10 @@ def call_file(out_dir: Path | str, call_id: str, suffix: str) -> Path:
     out = Path(out_dir)
     name = f"{call_id}{suffix}"
     path = out / name
-    # a plain name (no separator, not "." or "..") lands in the folder itself unless the file there
-    # is a link: only then, or for a name that is not plain, is the whole path resolved and checked
-    # (one lstat a file, not a walk of the folder's path)
-    plain = name not in ("", ".", "..") and "/" not in name and not (os.altsep and os.altsep in name)
-    if plain and path.name == name and not os.path.islink(path):
+    # a plain name (its own last part, not "." or "..") lands in the folder itself unless the file
+    # there is a link: only then, or for a name that is not plain, is the whole path resolved and
+    # checked (one lstat a file, not a walk of the folder's path)
+    if name not in (".", "..") and path.name == name and not os.path.islink(path):
         return path
     base = _resolved_folder(os.path.abspath(out))
     target = path.resolve()
@@ -135,8 +134,12 @@ def write_text_privately(path: Path, text: str) -> Path:
     A file already there is written over and cut to the new length, not emptied first: on ext4
     (``auto_da_alloc``) a file emptied by ``O_TRUNC`` has its new blocks written out when it is
     closed, ~0.3–0.5 ms a file — a twentieth of re-scoring a call, paid for every page."""
+    # encoded before the file is opened: text that cannot be encoded leaves none
+    return _write_bytes_privately(path, text.encode("utf-8"))
+
+
+def _write_bytes_privately(path: Path, data: bytes) -> Path:
     make_private_dir(path.parent)
-    data = text.encode("utf-8")  # before the file is opened: text that cannot be encoded leaves none
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
     try:
         os.fchmod(fd, PRIVATE_FILE)
@@ -176,7 +179,7 @@ def write_text_atomically(path: Path, text: str) -> Path:
     if _holds_already(path, data):
         return path
     tmp = path.with_name(path.name + ".tmp")
-    write_text_privately(tmp, text)
+    _write_bytes_privately(tmp, data)
     try:
         os.unlink(path)
     except FileNotFoundError:

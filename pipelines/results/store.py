@@ -463,16 +463,16 @@ class Store:
         call's last save left (``calls.rows_digest``), one value read instead of ~90 rows: 0.47 →
         0.18 ms a call re-scored; a call without one has its rows compared."""
         call_id = scored.call_id
-        values = {"_call_id": call_id, **_done_values(worker, input_key, rulebook_key), **scored.call,
-                  "rows_digest": scored.digest}
+        call_row = {"_call_id": call_id, **_done_values(worker, input_key, rulebook_key), **scored.call,
+                    "rows_digest": scored.digest}
         with self.engine.begin() as connection:
             # the call's row first: its write takes SQLite's write lock or the row's lock in
             # PostgreSQL, so no other save of this call can change the rows compared below before
             # this transaction ends.  It is written only if its digest is still the one read: a
             # digest changed in between (or none) is no digest, and the rows are compared instead.
             seen = connection.execute(_SAVE.stored_digest, {"_call_id": call_id}).scalar()
-            if seen is None or connection.execute(_SAVE.mark_done_if, {**values, "_seen": seen}).rowcount != 1:
-                connection.execute(_SAVE.mark_done, values)
+            if seen is None or connection.execute(_SAVE.mark_done_if, {**call_row, "_seen": seen}).rowcount != 1:
+                connection.execute(_SAVE.mark_done, call_row)
                 seen = None
             stored = _digest_parts(seen)
             new = _digest_parts(scored.digest)
@@ -483,14 +483,7 @@ class Store:
                 return _stored_rows(connection, table, call_id) == _row_keys(table, rows)
 
             keep_utterances = unchanged(UtteranceRow, scored.utterances)
-            rows: list[tuple[type, list[dict]]] = [
-                (UtteranceRow, scored.utterances),
-                (RuleResultRow, scored.results),
-                (CategoryResultRow, scored.categories),
-                (SituationResultRow, scored.situations),
-                (FlagRow, scored.flags),
-            ]
-            for table, values in rows:
+            for table, values in scored.tables():
                 # on a re-score of the same conversation (a rulebook edit), a table whose rows are
                 # already stored exactly so is left alone: rewriting 41 rule results touched ~280
                 # index pages a call, and SQLite's commit of them cost more than scoring the call.
@@ -668,14 +661,14 @@ _DIGESTED = (UtteranceRow, RuleResultRow, CategoryResultRow, SituationResultRow,
 _DIGEST_FORMAT = "r1"
 
 
-def rows_digest(tables: dict[type, list[dict]]) -> str:
-    """A short digest (8 bytes, hex) of each result table's rows as :meth:`Store.save_rows` writes
-    and compares them (:data:`_SAVED_COLUMNS`, in order), joined after a format mark: equal digests
-    say the stored rows are the ones given, without reading them back."""
+def rows_digest(tables: list[tuple[type, list[dict]]]) -> str:
+    """A short digest (8 bytes, hex) of each result table's rows (in :data:`_DIGESTED` order) as
+    :meth:`Store.save_rows` writes and compares them (:data:`_SAVED_COLUMNS`), joined after a format
+    mark: equal digests say the stored rows are the ones given, without reading them back."""
     import hashlib
 
-    parts = [hashlib.blake2b(repr(_row_keys(table, tables[table])).encode("utf-8", "surrogatepass"),
-                             digest_size=8).hexdigest() for table in _DIGESTED]
+    parts = [hashlib.blake2b(repr(_row_keys(table, rows)).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+             for table, rows in tables]
     return ":".join([_DIGEST_FORMAT, *parts])
 
 
@@ -702,7 +695,13 @@ class ScoredRows:
     situations: list[dict]
     flags: list[dict]
     digest: str = ""
-    """:func:`rows_digest` of the five tables' rows."""
+    """:func:`rows_digest` of :meth:`tables` (none: the store compares the rows instead)."""
+
+    def tables(self) -> list[tuple[type, list[dict]]]:
+        """Each result table with its rows, in :data:`_DIGESTED` order."""
+        by_table = {UtteranceRow: self.utterances, RuleResultRow: self.results, CategoryResultRow: self.categories,
+                    SituationResultRow: self.situations, FlagRow: self.flags}
+        return [(table, by_table[table]) for table in _DIGESTED]
 
 
 def scored_rows(call_id: str, conversation: Conversation, measures: Measures, card: Scorecard,
@@ -733,10 +732,7 @@ def scored_rows(call_id: str, conversation: Conversation, measures: Measures, ca
         situations=[dict(call_id=call_id, situation_id=s.id, occurred=s.occurred) for s in card.situations],
         flags=[dict(call_id=call_id, reason=f.reason, rule_id=f.rule_id) for f in card.flags],
     )
-    return replace(scored, digest=rows_digest({
-        UtteranceRow: scored.utterances, RuleResultRow: scored.results, CategoryResultRow: scored.categories,
-        SituationResultRow: scored.situations, FlagRow: scored.flags,
-    }))
+    return replace(scored, digest=rows_digest(scored.tables()))
 
 
 def _mark_stale_reviews(connection: Connection, call_id: str, results: list[dict]) -> None:
