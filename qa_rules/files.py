@@ -138,9 +138,37 @@ def write_text_privately(path: Path, text: str) -> Path:
     return _write_bytes_privately(path, text.encode("utf-8"))
 
 
+_OPEN_TO_WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""Never through a link; never waiting on a named pipe (no reader: ``ENXIO`` at once, not a hang)."""
+
+
+def _open_own_file(path: Path) -> int:
+    """A descriptor on ``path`` that writes only ``path``: the regular file there when it is ours
+    and has no other name, else a new file in its place.
+
+    Whatever else stands at the name — a link planted to point at a file elsewhere, a second hard
+    link to another file, a named pipe or a device, another user's file — is removed (the name
+    only, never what it points at) and a new file is created with ``O_EXCL``, which no link can
+    redirect.  Something planted again in between makes that ``O_EXCL`` fail: an error for this
+    write, never a write elsewhere."""
+    try:
+        fd = os.open(path, _OPEN_TO_WRITE, PRIVATE_FILE)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES, errno.EPERM):
+            raise
+        fd = None
+    if fd is not None:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_uid == os.geteuid():
+            return fd
+        os.close(fd)
+    os.unlink(path)  # the name only; a folder here is an error (IsADirectoryError), as it should be
+    return os.open(path, _OPEN_TO_WRITE | os.O_EXCL, PRIVATE_FILE)
+
+
 def _write_bytes_privately(path: Path, data: bytes) -> Path:
     make_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+    fd = _open_own_file(path)
     try:
         os.fchmod(fd, PRIVATE_FILE)
         view = memoryview(data)

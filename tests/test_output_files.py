@@ -4,7 +4,10 @@ temporary file — whichever way the old file is replaced (see ``qa_rules/files.
 from __future__ import annotations
 
 import os
+import signal
 import stat
+
+import pytest
 
 from qa_rules.files import write_text_atomically, write_text_privately
 
@@ -83,3 +86,71 @@ def test_an_unchanged_text_is_not_written_again_but_anything_else_about_the_file
     write_text_atomically(link, '{"text": "x"}')
     assert not link.is_symlink() and link.read_text() == '{"text": "x"}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.conversation.json", "c5.conversation.json", "elsewhere.json"]
+
+
+def test_a_file_written_in_place_never_writes_through_what_was_planted_at_its_name(tmp_path):
+    """Pages, the summary and the outcome records are written over in place: whatever stands at the
+    name — a link to a file elsewhere, a second hard link, another program's named pipe — loses its
+    name to a new private file, and what it pointed at is untouched."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    linked = out / "summary.csv"
+    linked.symlink_to(elsewhere)
+    write_text_privately(linked, "new\n")
+    assert not linked.is_symlink() and linked.read_text() == "new\n" and _mode(linked) == 0o600
+
+    hard = out / "c1.scorecard.html"
+    os.link(elsewhere, hard)
+    write_text_privately(hard, "<p>page</p>")
+    assert hard.read_text() == "<p>page</p>" and os.stat(hard).st_nlink == 1
+
+    pipe = out / "summary.html"
+    os.mkfifo(pipe)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("writing hung on a named pipe"))
+    signal.alarm(10)
+    try:
+        write_text_privately(pipe, "<p>summary</p>")
+    finally:
+        signal.alarm(0)
+    assert stat.S_ISREG(os.lstat(pipe).st_mode) and pipe.read_text() == "<p>summary</p>"
+
+    assert elsewhere.read_text() == "keep me"
+
+
+def test_an_atomic_write_never_writes_through_a_link_planted_at_its_temporary_name(tmp_path):
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    (tmp_path / "c6.scorecard.json.tmp").symlink_to(elsewhere)
+    write_text_atomically(tmp_path / "c6.scorecard.json", '{"score": 6}')
+    assert (tmp_path / "c6.scorecard.json").read_text() == '{"score": 6}'
+    assert elsewhere.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c6.scorecard.json", "elsewhere.txt"]
+
+
+def test_an_outcome_record_never_writes_through_a_planted_link(tmp_path):
+    from pipelines.stages.scoring import OutcomeRecords
+    from qa_rules.memo import KnownOutcomes
+
+    records = OutcomeRecords(tmp_path)
+    content = "ab" + "0" * 30
+    record = records._path(content)
+    record.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    record.symlink_to(elsewhere)
+
+    known = KnownOutcomes()
+    known.rule("fp", lambda: _an_outcome())
+    records.keep(content, known)
+    assert elsewhere.read_text() == "keep me"
+    assert not record.is_symlink()
+    assert records.known(content).rule("fp", lambda: pytest.fail("the record was not kept")).note == "ok"
+
+
+def _an_outcome():
+    from qa_rules.context import Outcome
+
+    return Outcome("pass", note="ok")
