@@ -80,3 +80,44 @@ def test_the_scorecard_page_escapes_as_jinja_does(tmp_path):
     assert evil not in html
     escaped = str(escape(evil))
     assert html.count(escaped) >= 2 * len(conversation.utterances) + 6
+
+
+def test_the_scorecard_page_shows_the_values_the_scorecard_file_holds(tmp_path):
+    """The page is built from the card itself, the file from its JSON form: each rule's row on the
+    page carries the verdict, points and evidence times of the file beside it, including a rule
+    with only an English title, evidence with no speaker or text, and a call not scorable."""
+    import json
+    import re
+    from pathlib import Path
+
+    import qa_rules
+    from pipelines.reports.html import fmt_time
+    from pipelines.reports.scorecard_html import render_scorecard_html
+    from pipelines.stages.scoring import load_rulebook_for
+    from qa_rules.records import Conversation, Measures, Scorecard
+
+    saved = Path(__file__).parent / "fixtures" / "calls"
+    conversation = Conversation.read(saved / "zh_unannounced_hold.conversation.json")
+    measures = Measures.read(saved / "zh_unannounced_hold.measures.json")
+    data = qa_rules.score(conversation, measures, load_rulebook_for("zh", None)).model_dump()
+    data["rules"][1]["title"] = {"en": "English only"}
+    data["rules"][0]["evidence"] = [{"start": 61.25, "end": 62.5, "speaker": None, "text": None,
+                                     "measured": 3, "expected": None}]
+    data.update(scorable=False, not_scorable_reason="no agent speech")
+    card = Scorecard.model_validate(data)
+    card.write(tmp_path)
+    page = render_scorecard_html(card, conversation, tmp_path).read_text(encoding="utf-8")
+    held = json.loads((tmp_path / f"{conversation.call_id}.scorecard.json").read_text(encoding="utf-8"))
+
+    rows = dict(re.findall(r'<tr class="rule" data-rule="([^"]+)">(.*?)</tr>', page, re.S))
+    assert list(rows) == [r["id"] for r in held["rules"]]
+    for rule in held["rules"]:
+        row = rows[rule["id"]]
+        assert f'<b>{rule["verdict"].upper()}</b>' in row
+        assert f'{rule["points"]:g} / {rule["max_points"]:g}' in row
+        for item in rule["evidence"]:
+            assert f"▶ {fmt_time(item['start'])}" in row
+    assert "<br>English only</td>" in rows[held["rules"][1]["id"]]
+    assert "measured: 3.0</small>" in rows[held["rules"][0]["id"]]
+    assert "not scorable: no agent speech" in page
+    assert f'{held["percent"]:.0f}%' in page

@@ -18,7 +18,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from pipelines.reports.html import ROLE_NAMES, environment, fmt_time
-from qa_rules.records import Conversation, Scorecard
+from qa_rules.records import Conversation, EvidenceItem, RuleResult, Scorecard
 from qa_rules.files import call_file, write_text_atomically
 
 try:  # markupsafe's own escaping of a str, without wrapping each result in a Markup (10x cheaper)
@@ -62,9 +62,9 @@ def _timeline(conversation: Conversation, card: Scorecard, duration: float) -> s
     return "".join(parts)
 
 
-def _evidence(e: dict, speaker_roles: dict) -> str:
+def _evidence(e: EvidenceItem, speaker_roles: dict) -> str:
     start, end, speaker, text, measured, expected = (
-        e["start"], e["end"], e["speaker"], e["text"], e["measured"], e["expected"])
+        e.start, e.end, e.speaker, e.text, e.measured, e.expected)
     until = f"–{fmt_time(end)}" if end is not None else ""
     who = f"<i>{_esc(ROLE_NAMES.get(speaker_roles.get(speaker), speaker))}</i>" if speaker else ""
     quote = f"「{_esc(text)}」" if text else ""
@@ -82,22 +82,25 @@ def _evidence(e: dict, speaker_roles: dict) -> str:
             f'   {who} {quote}\n   {figures}</li>\n ')
 
 
-def _rules(rules: list[dict], speaker_roles: dict) -> str:
-    """The table's rows, from the rules in the card's JSON form (the fields of the file beside)."""
+def _rules(rules: list[RuleResult], speaker_roles: dict) -> str:
+    """The table's rows: each rule's verdict, title, category, points and evidence."""
     parts = []
     for r in rules:
-        rule_id, verdict, title = _esc(r["id"]), r["verdict"], r["title"]
-        fatal = " ☠" if r["fatal"] and verdict == "fail" else ""
-        name = _esc(title["zh"] if "zh" in title else title)
-        if "en" in title:
-            name += f"<br><small>{_esc(title['en'])}</small>"
-        evidence = "".join([_evidence(e, speaker_roles) for e in r["evidence"]])
+        rule_id, verdict, title = _esc(r.id), r.verdict, r.title
+        fatal = " ☠" if r.fatal and verdict == "fail" else ""
+        if "zh" in title:
+            name = _esc(title["zh"])
+            if "en" in title:
+                name += f"<br><small>{_esc(title['en'])}</small>"
+        else:  # a card from elsewhere whose rule has one language's title, or none
+            name = _esc(title.get("en") or r.id)
+        evidence = "".join([_evidence(e, speaker_roles) for e in r.evidence])
         parts.append(
             f'\n<tr class="rule" data-rule="{rule_id}">\n'
             f' <td class="{_esc(verdict)}"><b>{_esc(str(verdict).upper())}</b>{fatal}</td>\n'
             f" <td><b>{rule_id}</b><br>{name}</td>\n"
-            f' <td>{_esc(r["category"])}</td>\n'
-            f' <td>{"%g" % r["points"]} / {"%g" % r["max_points"]}</td>\n'
+            f' <td>{_esc(r.category)}</td>\n'
+            f' <td>{"%g" % r.points} / {"%g" % r.max_points}</td>\n'
             f' <td><ul class="evidence">{evidence}</ul></td>\n</tr>\n'
         )
     return "".join(parts)
@@ -120,18 +123,19 @@ def _real_folder(folder: str, cwd: str) -> Path:
 
 
 def render_scorecard_html(card: Scorecard, conversation: Conversation, out_dir: Path) -> Path:
-    """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it.  The
-    page reads the card in its JSON form, the fields of the file beside it."""
+    """Write the page beside ``<call_id>.scorecard.json``; the audio is linked relative to it.
+
+    The page reads the card itself, not a JSON-form copy of it: dumping the card again cost a
+    tenth of the page, and its JSON form held the same values (``tests/test_html_pages.py``)."""
     path = call_file(out_dir, conversation.call_id, ".scorecard.html")
     source = Path(conversation.source)
     audio_src = os.path.relpath(source.resolve(), _real_folder(str(out_dir), os.getcwd())) if source.exists() else source.as_posix()
     duration = max(conversation.duration_s, 1.0)
     speaker_roles = {s.id: s.speaker_kind for s in conversation.speakers}
-    data = card.model_dump(mode="json")
     html = environment().get_template("scorecard.html.j2").render(
-        card=data, conversation=conversation, audio_src=audio_src, lanes=conversation.speakers,
+        card=card, conversation=conversation, audio_src=audio_src, lanes=conversation.speakers,
         timeline=Markup(_timeline(conversation, card, duration)),
-        rules=Markup(_rules(data["rules"], speaker_roles)),
+        rules=Markup(_rules(card.rules, speaker_roles)),
         transcript=Markup(_transcript(conversation)),
     )
     return write_text_atomically(path, html)

@@ -483,17 +483,23 @@ class Store:
                 return _stored_rows(connection, table, call_id) == _row_keys(table, rows)
 
             keep_utterances = unchanged(UtteranceRow, scored.utterances)
+            results_kept = False
             for table, values in scored.tables():
                 # on a re-score of the same conversation (a rulebook edit), a table whose rows are
                 # already stored exactly so is left alone: rewriting 41 rule results touched ~280
                 # index pages a call, and SQLite's commit of them cost more than scoring the call.
                 # (A new or changed conversation is written whole, without comparing.)
                 if keep_utterances and (table is UtteranceRow or unchanged(table, values)):
+                    results_kept = results_kept or table is RuleResultRow
                     continue
                 connection.execute(_SAVE.delete[table], {"_call_id": call_id})
                 if values:  # plain multi-row INSERTs (no ORM unit of work: these rows are never read back here)
                     connection.execute(_SAVE.insert[table], values)
-            _mark_stale_reviews(connection, call_id, scored.results)
+            if not results_kept:
+                # rule results as stored were already checked against every review open at the
+                # last save, and a review made since was made against them: only new results can
+                # leave a review behind
+                _mark_stale_reviews(connection, call_id, scored.results)
             if not keep_utterances:
                 from pipelines.results.search import index_call
 
