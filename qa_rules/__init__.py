@@ -18,6 +18,7 @@ _EXPORTS = {
     "RulebookError": "rulebook",
     "Section": "rulebook",
     "default_rulebook_path": "rulebook",
+    "default_rulebook_paths": "rulebook",
     "load_rulebook": "rulebook",
     "Scorecard": "records",
 }

@@ -469,7 +469,16 @@ def load_rulebook(path: Path | str) -> Rulebook:
     return book
 
 
+DEFAULT_RULEBOOKS = {"zh": "zh_default.yaml", "en": "en_default.yaml"}
+"""The packaged rulebooks by the language group whose calls they score (see :func:`default_rulebook_path`)."""
+
+
 def default_rulebook_path(language: str) -> Path:
     """Chinese (Mandarin, Cantonese) calls → zh_default.yaml; everything else → en_default.yaml."""
     lang = (language or "").lower().split("-")[0].split("_")[0]
-    return _PACKAGE / ("zh_default.yaml" if lang in ("zh", "yue", "cmn", "chinese") else "en_default.yaml")
+    return _PACKAGE / DEFAULT_RULEBOOKS["zh" if lang in ("zh", "yue", "cmn", "chinese") else "en"]
+
+
+def default_rulebook_paths() -> list[Path]:
+    """Every packaged default rulebook: what a run without a named rulebook may score with."""
+    return [_PACKAGE / name for name in DEFAULT_RULEBOOKS.values()]

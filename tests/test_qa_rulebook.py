@@ -151,3 +151,31 @@ def test_a_python_object_tag_is_refused_not_constructed(tmp_path):
         load_rulebook(path)
     assert "evil.yaml" in str(err.value) and "\n" not in str(err.value).strip()
     assert not marker.exists()
+
+
+def test_the_rulebook_of_a_call_is_chosen_in_one_place(tmp_path):
+    """A named rulebook scores every call; without one, Chinese calls (Mandarin, Cantonese) get
+    zh_default.yaml and every other language en_default.yaml — the loader, a batch's rulebooks and
+    the finished-call key all follow :func:`rulebook_path_for`.  The key of a run without a named
+    rulebook is the digest of both defaults, zh first (a changed key re-scores every call)."""
+    import hashlib
+
+    import qa_rules
+    from pipelines.shell.batch import rulebook_content_key
+    from pipelines.stages.scoring import Rulebooks, load_rulebook_for, rulebook_path_for
+
+    zh, en = qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")
+    assert [zh.name, en.name] == ["zh_default.yaml", "en_default.yaml"]
+    assert qa_rules.default_rulebook_paths() == [zh, en]
+    for language, expected in (("zh", zh), ("zh-CN", zh), ("yue", zh), ("cmn", zh), ("en", en), ("", en), ("fr", en)):
+        assert rulebook_path_for(language, None) == expected
+        assert Rulebooks().for_language(language).id == load_rulebook_for(language, None).id == \
+            qa_rules.load_rulebook(expected).id
+    named = tmp_path / "house.yaml"
+    named.write_text(zh.read_text(encoding="utf-8").replace("id: ", "id: house_", 1), encoding="utf-8")
+    for language in ("zh", "en"):
+        assert rulebook_path_for(language, named) == named
+        assert Rulebooks(named).for_language(language).id == qa_rules.load_rulebook(named).id
+    both = hashlib.sha256(zh.read_bytes() + en.read_bytes()).hexdigest()[:40]
+    assert rulebook_content_key(None) == both
+    assert rulebook_content_key(str(named)) == hashlib.sha256(named.read_bytes()).hexdigest()[:40]

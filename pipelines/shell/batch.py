@@ -712,7 +712,7 @@ def rulebook_content_key(rulebook: str | None) -> str:
     (the language defaults' when none is named), so any edit re-scores."""
     import qa_rules
 
-    paths = [Path(rulebook)] if rulebook else [qa_rules.default_rulebook_path("zh"), qa_rules.default_rulebook_path("en")]
+    paths = [Path(rulebook)] if rulebook else qa_rules.default_rulebook_paths()
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.read_bytes())

@@ -19,13 +19,21 @@ if TYPE_CHECKING:
     from qa_rules.rulebook import Rulebook
 
 
+def rulebook_path_for(language: str, rulebook_path: Path | str | None) -> Path:
+    """The rulebook a call in ``language`` is scored with: the one named for the run, else the
+    language's default — the one place that choice is made."""
+    import qa_rules
+
+    return Path(rulebook_path) if rulebook_path else qa_rules.default_rulebook_path(language)
+
+
 def load_rulebook_for(language: str, rulebook_path: Path | None):
     """The given rulebook, or the language's default, parsed once per process for as long as the
     file is unchanged (same size and modification time): re-scoring thousands of calls must not
     read and validate the YAML for each, and an edited file is read again."""
     import qa_rules
 
-    path = Path(rulebook_path or qa_rules.default_rulebook_path(language))
+    path = rulebook_path_for(language, rulebook_path)
     try:
         stat = path.stat()
     except OSError:
@@ -53,9 +61,7 @@ class Rulebooks:
             self._books[self._path] = loaded
 
     def for_language(self, language: str) -> "Rulebook":
-        import qa_rules
-
-        path = self._path or qa_rules.default_rulebook_path(language)
+        path = rulebook_path_for(language, self._path)
         if path not in self._books:
             self._books[path] = load_rulebook_for(language, path)
         return self._books[path]
