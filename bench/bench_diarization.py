@@ -2,7 +2,7 @@
 CAM++ at several segmentation steps, side by side, on the AMI meeting clips, pyannote's telephone
 sample and the mono dev calls (references: their RTTM, or the labelled turns of the dev calls).
 
-    PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1 0.2 0.3] [--threads 1]
+    PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1 0.2 0.3] [--threads 1] [--exclude-overlap off|on|both]
 
 DER: collar ±0.25 s, overlap scored (dev calls: one speaker's pauses under 1 s joined, as in
 ``bench/bench_roles.py``); the AMI clips are scored over their first 30 s, like
@@ -67,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=float, nargs="*", default=[0.1, 0.2, 0.3])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exclude-overlap", choices=("off", "on", "both"), default="off",
+                        help="CAM++ embeddings without the frames where two speakers overlap (pyannote 3.1's recipe)")
     args = parser.parse_args()
     from pyannote.core import Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
@@ -85,14 +87,21 @@ def main() -> None:
     table = Table(title="Diarization: DER (CPU s per audio s) by segmentation step")
     table.add_column("file")
     table.add_column("audio s")
-    for step in args.steps:
-        table.add_column(f"step {step:g}")
-    results: dict[float, list[tuple[float, float]]] = {}
-    pooled: dict[float, DiarizationErrorRate] = {}
-    for step in args.steps:
+    excludes = {"off": [False], "on": [True], "both": [False, True]}[args.exclude_overlap]
+    configs = [(step, exclude) for step in args.steps for exclude in excludes]
+    for step, exclude in configs:
+        table.add_column(f"step {step:g}" + (" no overlap" if exclude else ""))
+    results: dict[tuple, list[tuple[float, float]]] = {}
+    pooled: dict[tuple, DiarizationErrorRate] = {}
+    for config in configs:
+        step, exclude = config
         diarizer = Diarizer(base.diarizer.segmentation_path, base.diarizer.embedding_path, base.device,
                             replace(base.diarizer.options, segmentation_step=step))
-        metric = pooled[step] = DiarizationErrorRate(collar=0.5)
+        # pyannote 3.1's recipe, tried here only: not a setting (it would be part of every call's
+        # analysis key), and measured no better (README, "Measured here")
+        diarizer._pipeline.embedding_exclude_overlap = exclude
+        label = f"step {step:g}" + (" no overlap" if exclude else "")
+        metric = pooled[config] = DiarizationErrorRate(collar=0.5)
         for name, signal, reference, uem_s in items:
             duration = len(signal) / 16000
             uem = Segment(0, min(duration, uem_s or duration))
@@ -102,14 +111,14 @@ def main() -> None:
             hypothesis = _hypothesis(spans, name, labelled_call=uem_s is None and not name.startswith("pyannote"))
             der = DiarizationErrorRate(collar=0.5)(reference, hypothesis, uem=uem)
             metric(reference, hypothesis, uem=uem)
-            results.setdefault(step, []).append((der, cpu / duration))
-            console.print(f"step {step:g} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
+            results.setdefault(config, []).append((der, cpu / duration))
+            console.print(f"{label} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
     for k, (name, signal, _, _) in enumerate(items):
-        table.add_row(name, f"{len(signal) / 16000:.1f}", *(f"{results[s][k][0]:.3f} ({results[s][k][1]:.2f})" for s in args.steps))
+        table.add_row(name, f"{len(signal) / 16000:.1f}", *(f"{results[c][k][0]:.3f} ({results[c][k][1]:.2f})" for c in configs))
     total_audio = sum(len(signal) / 16000 for _, signal, _, _ in items)
     table.add_row("[b]pooled DER (CPU s / audio s)", f"{total_audio:.0f}",
-                  *(f"{abs(pooled[s]):.3f} ({sum(c * len(sig) / 16000 for (_, c), (_, sig, _, _) in zip(results[s], items)) / total_audio:.2f})"
-                    for s in args.steps))
+                  *(f"{abs(pooled[c]):.3f} ({sum(cpu * len(sig) / 16000 for (_, cpu), (_, sig, _, _) in zip(results[c], items)) / total_audio:.2f})"
+                    for c in configs))
     console.print(table)
 
 

@@ -50,8 +50,8 @@ class DiarizationOptions:
     """Step of the 10 s segmentation window, as a share of the window: a chunk every 2 s.  Every
     chunk costs one CAM++ embedding per active speaker — nearly all of diarization's time — so the
     step sets its cost.  Measured (``bench/bench_diarization.py``, 570 s of AMI clips, pyannote's
-    telephone sample and the mono dev calls): pooled DER 0.143 at pyannote's default 0.1 and at
-    0.2, 0.152 at 0.3; CPU seconds per audio second 0.21 → 0.12 → 0.08."""
+    telephone sample and the mono dev calls): pooled DER 0.043 at pyannote's default 0.1, 0.045 at
+    0.2; CPU seconds per audio second 0.20–0.23 → 0.11–0.12 (README, "Measured here")."""
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
