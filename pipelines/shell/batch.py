@@ -363,10 +363,11 @@ class ScoringPool:
         from concurrent.futures import ProcessPoolExecutor
 
         from pipelines.shell.rescore import preload
+        from qa_rules.rulebook import DEFAULT_RULEBOOKS
 
         global _forked
         preload(None, rulebooks=False)  # the rule engine and the scorecard template, loaded once
-        for language in ("zh", "en"):  # (a call in another language loads its own in the worker)
+        for language in DEFAULT_RULEBOOKS:  # (each default's language; a named rulebook is loaded once)
             try:
                 self._batch.rulebooks.for_language(language)
             except Exception:  # noqa: BLE001 - reported by each call, as in-process

@@ -63,7 +63,9 @@ def preload(rulebook_path: Path | None, rulebooks: bool = True) -> None:
     environment().get_template("scorecard.html.j2")
     if not rulebooks:
         return
-    for language in ["zh", "en"] if rulebook_path is None else [""]:
+    from qa_rules.rulebook import DEFAULT_RULEBOOKS
+
+    for language in DEFAULT_RULEBOOKS if rulebook_path is None else [""]:
         try:
             load_rulebook_for(language, rulebook_path)
         except Exception:  # noqa: BLE001 - reported by the workers, call by call
