@@ -119,6 +119,12 @@ def test_a_file_written_in_place_never_writes_through_what_was_planted_at_its_na
 
     assert elsewhere.read_text() == "keep me"
 
+    folder = out / "c2.scorecard.html"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):  # an error for this write; the folder and what it holds stay
+        write_text_privately(folder, "<p>page</p>")
+    assert (folder / "inside").is_dir()
+
 
 def test_an_atomic_write_never_writes_through_a_link_planted_at_its_temporary_name(tmp_path):
     elsewhere = tmp_path / "elsewhere.txt"
