@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 from statistics import median
 
-
 from qa_rules.records import HOLD_MIN_WAIT_S, Conversation, Measures, hold_seconds, is_hold
 
 

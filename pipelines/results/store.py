@@ -14,6 +14,7 @@ the Alembic migrations in ``pipelines/results/migrations``; opening a store upgr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -215,8 +216,6 @@ def decode_evidence(value: str | None, where: str = "") -> list[EvidenceItem]:
 
 def result_key(verdict: str, evidence_json: str) -> str:
     """A short fingerprint of a machine result, to tell whether a review still refers to it."""
-    import hashlib
-
     return hashlib.sha1(f"{verdict}\n{evidence_json}".encode("utf-8")).hexdigest()
 
 
@@ -483,19 +482,19 @@ class Store:
                 return _stored_rows(connection, table, call_id) == _row_keys(table, rows)
 
             keep_utterances = unchanged(UtteranceRow, scored.utterances)
-            results_kept = False
+            kept: set[type] = set()
             for table, values in scored.tables():
                 # on a re-score of the same conversation (a rulebook edit), a table whose rows are
                 # already stored exactly so is left alone: rewriting 41 rule results touched ~280
                 # index pages a call, and SQLite's commit of them cost more than scoring the call.
                 # (A new or changed conversation is written whole, without comparing.)
                 if keep_utterances and (table is UtteranceRow or unchanged(table, values)):
-                    results_kept = results_kept or table is RuleResultRow
+                    kept.add(table)
                     continue
                 connection.execute(_SAVE.delete[table], {"_call_id": call_id})
                 if values:  # plain multi-row INSERTs (no ORM unit of work: these rows are never read back here)
                     connection.execute(_SAVE.insert[table], values)
-            if not results_kept:
+            if RuleResultRow not in kept:
                 # rule results as stored were already checked against every review open at the
                 # last save, and a review made since was made against them: only new results can
                 # leave a review behind
@@ -671,8 +670,6 @@ def rows_digest(tables: list[tuple[type, list[dict]]]) -> str:
     """A short digest (8 bytes, hex) of each result table's rows (in :data:`_DIGESTED` order) as
     :meth:`Store.save_rows` writes and compares them (:data:`_SAVED_COLUMNS`), joined after a format
     mark: equal digests say the stored rows are the ones given, without reading them back."""
-    import hashlib
-
     parts = [hashlib.blake2b(repr(_row_keys(table, rows)).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
              for table, rows in tables]
     return ":".join([_DIGEST_FORMAT, *parts])

@@ -363,15 +363,10 @@ class ScoringPool:
         from concurrent.futures import ProcessPoolExecutor
 
         from pipelines.shell.rescore import preload
-        from qa_rules.rulebook import DEFAULT_RULEBOOKS
 
         global _forked
         preload(None, rulebooks=False)  # the rule engine and the scorecard template, loaded once
-        for language in DEFAULT_RULEBOOKS:  # (each default's language; a named rulebook is loaded once)
-            try:
-                self._batch.rulebooks.for_language(language)
-            except Exception:  # noqa: BLE001 - reported by each call, as in-process
-                pass
+        self._batch.rulebooks.load_every()  # into the batch's own Rulebooks, which the workers inherit
         _forked = _Forked(dict(self._analyses), self._batch.rulebooks, self._batch.out_dir,
                           self._batch.settings.redact_store)
         self._batch.store.engine.dispose()  # no open database connection is handed to the children

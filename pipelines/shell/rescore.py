@@ -51,25 +51,18 @@ def worker_count(files: int, workers: int = 0) -> int:
 
 
 def preload(rulebook_path: Path | None, rulebooks: bool = True) -> None:
-    """What every call needs, loaded once up front: the rule engine (pinyin dictionaries, rapidfuzz,
-    numpy), the scorecard template and, with ``rulebooks``, the rulebook(s) — the given one, or both
-    languages' defaults.  Before the pool forks, so that each worker starts with it instead of
-    loading it again.  A rulebook that cannot be loaded is left for the calls, which report it one
-    by one as before."""
+    """What every call needs, loaded once up front, before the pool forks, so that each worker
+    starts with it instead of loading it again: the rule engine, the scorecard template and, with
+    ``rulebooks``, the rulebook(s) — the given one, or every language's default
+    (:meth:`Rulebooks.load_every`).  pypinyin and numpy are not among them: the first rule that
+    needs them loads them, since a re-score whose every outcome is remembered needs neither."""
     import qa_rules.engine  # noqa: F401 - imported for the calls
     from pipelines.reports.html import environment
-    from pipelines.stages.scoring import load_rulebook_for
+    from pipelines.stages.scoring import Rulebooks
 
     environment().get_template("scorecard.html.j2")
-    if not rulebooks:
-        return
-    from qa_rules.rulebook import DEFAULT_RULEBOOKS
-
-    for language in DEFAULT_RULEBOOKS if rulebook_path is None else [""]:
-        try:
-            load_rulebook_for(language, rulebook_path)
-        except Exception:  # noqa: BLE001 - reported by the workers, call by call
-            pass
+    if rulebooks:
+        Rulebooks(rulebook_path).load_every()  # (parsed once per process: the calls find them loaded)
 
 
 def rescore_files(files: list[Path], out: Path, rulebook_path: Path | None = None, workers: int = 0) -> list[Outcome]:

@@ -66,6 +66,18 @@ class Rulebooks:
             self._books[path] = load_rulebook_for(language, path)
         return self._books[path]
 
+    def load_every(self) -> None:
+        """Load now each rulebook the run may score with (the named one, or every language's
+        default) — before scoring processes fork, so that each starts with them.  One that cannot
+        be loaded is left for the calls, which report it one by one."""
+        from qa_rules.rulebook import DEFAULT_RULEBOOKS
+
+        for language in DEFAULT_RULEBOOKS:
+            try:
+                self.for_language(language)
+            except Exception:  # noqa: BLE001 - reported call by call
+                pass
+
 
 class OutcomeRecords:
     """Each scored call's rule outcomes, by the call's content (:mod:`qa_rules.memo`), under the
