@@ -8,6 +8,7 @@ error locations are walked back through that tree to the nearest line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -291,6 +292,22 @@ MAX_YAML_NODES = 100_000
 """Nodes after expanding aliases: an alias bomb (a few hundred bytes that expand to billions of
 nodes) is refused before anything is built from it."""
 MAX_YAML_ALIASES = 1_000
+MAX_FLOW_NESTING = 200
+"""``[``/``{`` open at once, counted on the raw text (a bracket in a quoted phrase counts too, so
+the bar is far above any rulebook's: the defaults nest 8 deep).  The pure-Python YAML scanner's
+work grows with the square of this depth — 50 000 nested ``[`` in a 100 kB file kept it busy for
+97 s before its refusal — so a deeper file is refused before it is scanned."""
+
+_FLOW_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _flow_nesting(text: str) -> int:
+    """The deepest run of open ``[``/``{`` in ``text`` (see :data:`MAX_FLOW_NESTING`)."""
+    depth = deepest = 0
+    for bracket in _FLOW_BRACKET.findall(text):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _check_size(path: Path, text: str) -> None:
@@ -383,7 +400,9 @@ def _load_fast(text: str) -> Any:
 
 
 def _load_checked(path: Path, text: str) -> Any:
-    """The rulebook's data through the pure-Python parser, size and expansion checked first."""
+    """The rulebook's data through the pure-Python parser, nesting, size and expansion checked first."""
+    if _flow_nesting(text) > MAX_FLOW_NESTING:
+        raise RulebookError(path, None, "the YAML is nested too deeply to be a rulebook — refused")
     try:
         _check_size(path, text)
     except RecursionError:

