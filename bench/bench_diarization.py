@@ -1,8 +1,11 @@
 """Diarization cost against accuracy: DER and CPU seconds per audio second of pyannote +
-CAM++ at several segmentation steps, side by side, on the AMI meeting clips, pyannote's telephone
+CAM++ at several segmentation steps and embedding strides, side by side, on the AMI meeting clips, pyannote's telephone
 sample and the mono dev calls (references: their RTTM, or the labelled turns of the dev calls).
 
-    PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1 0.2 0.3] [--threads 1] [--exclude-overlap off|on|both]
+    PYTHONPATH=. python -m bench.bench_diarization [--steps 0.1] [--strides 1 2] [--threads 1] [--exclude-overlap off|on|both]
+
+Stride 1 embeds every window's speakers (pyannote); stride n embeds every n-th window and lets the
+others' speakers follow (``models/speaker_tracking.py``).
 
 DER: collar ±0.25 s, overlap scored (dev calls: one speaker's pauses under 1 s joined, as in
 ``bench/bench_roles.py``); the AMI clips are scored over their first 30 s, like
@@ -65,7 +68,8 @@ def _hypothesis(spans, name: str, labelled_call: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=float, nargs="*", default=[0.1, 0.2, 0.3])
+    parser.add_argument("--steps", type=float, nargs="+", default=[0.1])
+    parser.add_argument("--strides", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--exclude-overlap", choices=("off", "on", "both"), default="off",
                         help="CAM++ embeddings without the frames where two speakers overlap (pyannote 3.1's recipe)")
@@ -84,23 +88,27 @@ def main() -> None:
     settings = Settings.load(device="cpu", threads=args.threads)
     base = SpeechEngines.load(settings)
     items = [(name, decode_audio(path).mono(), ref, uem) for name, path, ref, uem in test_set()]
-    table = Table(title="Diarization: DER (CPU s per audio s) by segmentation step")
+    table = Table(title="Diarization: DER (CPU s per audio s) by segmentation step and embedding stride")
     table.add_column("file")
     table.add_column("audio s")
     excludes = {"off": [False], "on": [True], "both": [False, True]}[args.exclude_overlap]
-    configs = [(step, exclude) for step in args.steps for exclude in excludes]
-    for step, exclude in configs:
-        table.add_column(f"step {step:g}" + (" no overlap" if exclude else ""))
+    configs = [(step, stride, exclude) for step in args.steps for stride in args.strides for exclude in excludes]
+
+    def label(config: tuple) -> str:
+        step, stride, exclude = config
+        return f"step {step:g} stride {stride}" + (" no overlap" if exclude else "")
+
+    for config in configs:
+        table.add_column(label(config))
     results: dict[tuple, list[tuple[float, float]]] = {}
     pooled: dict[tuple, DiarizationErrorRate] = {}
     for config in configs:
-        step, exclude = config
+        step, stride, exclude = config
         diarizer = Diarizer(base.diarizer.segmentation_path, base.diarizer.embedding_path, base.device,
-                            replace(base.diarizer.options, segmentation_step=step))
+                            replace(base.diarizer.options, segmentation_step=step, embedding_stride=stride))
         # pyannote 3.1's recipe, tried here only: not a setting (it would be part of every call's
         # analysis key), and measured no better (README, "Measured here")
         diarizer._pipeline.embedding_exclude_overlap = exclude
-        label = f"step {step:g}" + (" no overlap" if exclude else "")
         metric = pooled[config] = DiarizationErrorRate(collar=0.5)
         for name, signal, reference, uem_s in items:
             duration = len(signal) / 16000
@@ -112,7 +120,7 @@ def main() -> None:
             der = DiarizationErrorRate(collar=0.5)(reference, hypothesis, uem=uem)
             metric(reference, hypothesis, uem=uem)
             results.setdefault(config, []).append((der, cpu / duration))
-            console.print(f"{label} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
+            console.print(f"{label(config)} {name}: DER {der:.3f}, {cpu / duration:.3f} CPU s per audio s", highlight=False)
     for k, (name, signal, _, _) in enumerate(items):
         table.add_row(name, f"{len(signal) / 16000:.1f}", *(f"{results[c][k][0]:.3f} ({results[c][k][1]:.2f})" for c in configs))
     total_audio = sum(len(signal) / 16000 for _, signal, _, _ in items)

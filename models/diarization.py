@@ -60,9 +60,9 @@ class Diarizer:
         # diarization pays for them, never a stereo-only or nothing-to-do batch (see README).
         import torch
         from pyannote.audio import Model
-        from pyannote.audio.pipelines import SpeakerDiarization
 
         from models.speaker_embedding import CamPlusPlusEmbedding
+        from models.speaker_tracking import tracked_diarization_class
 
         self.options = options or DiarizationOptions()
         self.device = device
@@ -83,7 +83,7 @@ class Diarizer:
                                         "run `callqa models prepare`")
         emb_model = CamPlusPlusEmbedding(self.embedding_path)
         opts = self.options
-        self._pipeline = SpeakerDiarization(
+        self._pipeline = tracked_diarization_class()(
             segmentation=seg_model,
             embedding=emb_model,
             plda=_unused_plda(),
@@ -91,6 +91,7 @@ class Diarizer:
             segmentation_step=opts.segmentation_step,
             embedding_batch_size=opts.batch_size,
             segmentation_batch_size=opts.batch_size,
+            embedding_stride=opts.embedding_stride,
         )
         # default_parameters() only covers VBx: agglomerative parameters are set here.
         self._pipeline.instantiate(

@@ -62,9 +62,12 @@ class Settings(BaseSettings):
     0.34 instead of 0.01 on a 3-min 8 kHz call); a silent caller's single voice still comes out as
     one speaker, since the segmentation model hears only one."""
     max_speakers: int = 3
-    diarization_step: float = Field(default=0.2, gt=0.0, le=1.0)
-    """Step of pyannote's 10 s segmentation window, as a share of it (pyannote's own default: 0.1).
-    Diarization's cost is proportional to 1/step; 0.2 halves it at the same DER (README)."""
+    diarization_step: float = Field(default=0.1, gt=0.0, le=1.0)
+    """Step of pyannote's 10 s segmentation window, as a share of it (pyannote's own default)."""
+    diarization_embedding_stride: int = Field(default=2, ge=1, le=10)
+    """CAM++-embed every n-th segmentation window; the speakers of the others follow the speaker
+    they overlap in a neighbouring window, or are embedded when they match none (1: every window,
+    as pyannote does).  2 cuts diarization's CPU by 38 % at no loss of DER (README)."""
     redact_store: bool = False
     """Store transcript lines, evidence quotes and flags with personal numbers replaced
     (``[电话]``): search, the console and exports never see them.  Rules are scored on the full
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
     def diarization_options(self) -> DiarizationOptions:
         return DiarizationOptions(
             num_speakers=self.num_speakers or None, min_speakers=self.min_speakers, max_speakers=self.max_speakers,
-            segmentation_step=self.diarization_step,
+            segmentation_step=self.diarization_step, embedding_stride=self.diarization_embedding_stride,
         )
 
     @classmethod

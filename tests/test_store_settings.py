@@ -103,6 +103,7 @@ def test_a_store_from_an_earlier_version_gains_new_columns(tmp_path):
 
 @pytest.mark.parametrize("key,value", [
     ("diarization_step", "0"), ("diarization_step", "1.5"), ("diarization_step", "nan"), ("diarization_step", "fast"),
+    ("diarization_embedding_stride", "0"), ("diarization_embedding_stride", "1.5"), ("diarization_embedding_stride", "all"),
     ("asr_mode", "turbo"), ("asr_batch_size", "0"), ("asr_batch_size", "-3"), ("asr_batch_size", "many"),
 ])
 def test_a_bad_speed_setting_is_one_clear_line(tmp_path, monkeypatch, key, value):
