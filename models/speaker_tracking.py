@@ -125,7 +125,9 @@ def tracked_diarization_class():
 
             def embed(which: np.ndarray) -> np.ndarray:
                 # pyannote embeds every (chunk, speaker); a mask emptied here gives NaN without
-                # running CAM++ (models.speaker_embedding skips masks under 0.2 s)
+                # running CAM++ (models.speaker_embedding skips masks under 0.2 s).  With
+                # exclude_overlap (tried in the bench only) a speaker embedded in a window between
+                # anchors no longer sees its overlap with that window's followers.
                 masked = np.where(which[:, None, :], binary_segmentations.data, 0.0)
                 return super(TrackedSpeakerDiarization, self).get_embeddings(
                     file, SlidingWindowFeature(masked, binary_segmentations.sliding_window),
