@@ -114,3 +114,21 @@ def test_the_tracked_pipeline_embeds_fewer_windows_for_the_same_turns(engines):
     disagreement = DiarizationErrorRate(collar=0.5)(turns[1], turns[2])
     print(f"stride 2 against every-window embedding: {disagreement:.3f}")
     assert disagreement <= 0.02
+
+
+def test_cam_plus_plus_bounds_onednn_shape_cache_unless_the_operator_set_one():
+    """CAM++ sees a new input length for nearly every window speaker; oneDNN's default cache of
+    1024 compiled shapes held 740 MB after a 20-min mono call (README).  Loading the embedding
+    module bounds it, and leaves an operator's own value alone."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, models.speaker_embedding; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'], os.environ['LRU_CACHE_CAPACITY'])"
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    bounded = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True, check=True)
+    assert bounded.stdout.split() == ["16", "16"]
+    chosen = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True,
+                            env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256", "LRU_CACHE_CAPACITY": "64"})
+    assert chosen.stdout.split() == ["256", "64"]
