@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     diarization_embedding_stride: int = Field(default=2, ge=1, le=10)
     """CAM++-embed every n-th segmentation window; the speakers of the others follow the speaker
     they overlap in a neighbouring window, or are embedded when they match none (1: every window,
-    as pyannote does).  2 cuts diarization's CPU by 38 % at no loss of DER (README)."""
+    as pyannote does).  2 cuts diarization's CPU by 39 % at no loss of DER (README)."""
     redact_store: bool = False
     """Store transcript lines, evidence quotes and flags with personal numbers replaced
     (``[电话]``): search, the console and exports never see them.  Rules are scored on the full
