@@ -46,6 +46,24 @@ def _overlap(data: np.ndarray, c: int, n: int, shift_frames: float) -> tuple[np.
     return data[c, -offset:], data[n, : frames + offset]
 
 
+def _best_matches(data: np.ndarray, c: int, anchors: tuple[int, ...], shift_frames: float,
+                  min_agreement: float) -> dict[int, tuple[int, int]]:
+    """Speaker ``s`` of chunk ``c`` → ``(anchor, speaker)`` sharing the largest part of its frames,
+    among one-to-one matches with each anchor that cover at least ``min_agreement`` of them."""
+    from scipy.optimize import linear_sum_assignment
+
+    best: dict[int, tuple[float, int, int]] = {}
+    for n in anchors:
+        mine, theirs = (part.astype(np.float64) for part in _overlap(data, c, n, shift_frames))
+        common = mine.T @ theirs  # (speakers of c, speakers of n): frames active in both
+        own = mine.sum(axis=0)
+        for s, j in zip(*linear_sum_assignment(common, maximize=True)):
+            share = common[s, j] / own[s] if own[s] > 0 else 0.0
+            if share >= min_agreement and share > best.get(s, (0.0,))[0]:
+                best[s] = (share, n, int(j))
+    return {s: (n, j) for s, (_, n, j) in best.items()}
+
+
 def plan_embeddings(binary: np.ndarray, shift_frames: float, stride: int,
                     min_agreement: float = MIN_AGREEMENT) -> EmbeddingPlan:
     """Plan which (chunk, speaker) pairs to embed.
@@ -56,8 +74,6 @@ def plan_embeddings(binary: np.ndarray, shift_frames: float, stride: int,
     active speaker is matched to the speakers of the anchors before and after it (one-to-one,
     most frames in common first); the better match of the two, if it covers ``min_agreement``
     of the speaker's frames, is followed, otherwise the speaker is embedded."""
-    from scipy.optimize import linear_sum_assignment
-
     data = np.nan_to_num(np.asarray(binary, dtype=np.float64), nan=0.0) > 0
     chunks, _, speakers = data.shape
     embed = np.zeros((chunks, speakers), dtype=bool)
@@ -69,20 +85,10 @@ def plan_embeddings(binary: np.ndarray, shift_frames: float, stride: int,
     active = data.any(axis=1)
     for before, after in zip(anchors, anchors[1:]):
         for c in range(before + 1, after):
-            best: dict[int, tuple[float, int, int]] = {}
-            for n in (before, after):
-                mine, theirs = _overlap(data, c, n, shift_frames)
-                mine, theirs = mine.astype(np.float64), theirs.astype(np.float64)
-                common = mine.T @ theirs  # (speakers of c, speakers of n): frames active in both
-                own = mine.sum(axis=0)
-                for s, j in zip(*linear_sum_assignment(common, maximize=True)):
-                    if own[s] > 0 and common[s, j] >= min_agreement * own[s]:
-                        share = common[s, j] / own[s]
-                        if s not in best or share > best[s][0]:
-                            best[s] = (share, n, j)
+            matches = _best_matches(data, c, (before, after), shift_frames, min_agreement)
             for s in np.flatnonzero(active[c]):
-                if s in best:
-                    plan.follows[(c, int(s))] = (best[s][1], int(best[s][2]))
+                if s in matches:
+                    plan.follows[(c, int(s))] = matches[s]
                 else:
                     embed[c, s] = True
     return plan
